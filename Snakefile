@@ -1,0 +1,20 @@
+# nnmanifold: config -> zoo -> train -> activations -> distances -> PHATE map -> features -> report.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True
+
+
+include: "workflow/rules/zoo.smk"
+include: "workflow/rules/train.smk"

@@ -1,0 +1,3 @@
+from nnmanifold.cli import main
+
+main()

@@ -1,0 +1,107 @@
+"""Load and validate a run configuration against the JSON schema; defaults live in the schema."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from nnmanifold import UserError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(UserError, ValueError):
+    """The configuration names an unknown key or holds a value of the wrong type or range."""
+
+
+def load_schema() -> dict:
+    """The config JSON schema (YAML on disk)."""
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Read a YAML config (safe loader), apply overrides and return it validated with defaults."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    return validate(raw)
+
+
+def validate(config: Mapping[str, Any]) -> dict:
+    """Return a validated copy of ``config`` with every default filled in.
+
+    Raises ConfigError naming the offending key (e.g. ``zoo.space.lr``) and what is wrong.
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"the config must be a mapping of keys to values, not {type(config)}")
+    schema = load_schema()
+    filled = copy.deepcopy(dict(config))
+    errors = sorted(_DefaultFilling(schema).iter_errors(filled), key=lambda e: list(e.path))
+    if errors:
+        raise ConfigError("invalid config:\n" + "\n".join(_describe(e) for e in errors))
+    _check_consistency(filled)
+    return filled
+
+
+def _check_consistency(config: dict) -> None:
+    """Rules the schema cannot express: grid needs lists; npz needs a path; ranges ordered."""
+    zoo = config["zoo"]
+    for key, axis in zoo["space"].items():
+        if isinstance(axis, dict):
+            if zoo["mode"] == "grid":
+                raise ConfigError(
+                    f"config key 'zoo.space.{key}': a range {{low, high}} needs zoo.mode: random; "
+                    "grid mode takes a list of values"
+                )
+            if axis["low"] > axis["high"]:
+                raise ConfigError(f"config key 'zoo.space.{key}': low must not exceed high")
+            if axis.get("log") and axis["low"] <= 0:
+                raise ConfigError(f"config key 'zoo.space.{key}': a log range needs low > 0")
+    if config["data"]["name"] == "npz" and not config["data"]["npz_path"]:
+        raise ConfigError("config key 'data.npz_path': required when data.name is npz")
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(p) for p in error.path) or "<top level>"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = f" under '{key}'" if error.path else ""
+        return (
+            f"- unknown config key{where}: {', '.join(repr(x) for x in extra)} "
+            f"(allowed: {', '.join(allowed)})"
+        )
+    if error.validator == "oneOf":
+        return f"- config key '{key}': {error.instance!r} is neither a list of values nor a range"
+    return f"- config key '{key}': {error.message}"
+
+
+def _deep_merge(base: Mapping, extra: Mapping) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _extend_with_default(validator_class: type) -> type:
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultFilling = _extend_with_default(jsonschema.Draft7Validator)

@@ -1,0 +1,213 @@
+"""Data sets as arrays, the class-balanced probe set, and the Lightning data module."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+from nnmanifold import UserError
+
+IMAGE_DATASETS = {"digits", "mnist", "fashion_mnist", "cifar10"}
+TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+
+class DataError(UserError, ValueError):
+    """A data set is missing, malformed or too small for the requested probe set."""
+
+
+@dataclass
+class Dataset:
+    """Train and test arrays (float32 inputs, int64 labels); images are (N, C, H, W)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max()) + 1)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def load_dataset(data: dict[str, Any]) -> Dataset:
+    """Load the data set named in a validated ``data`` config section."""
+    name = data["name"]
+    if name == "digits":
+        ds = _digits(data["test_fraction"], data["split_seed"])
+    elif name == "mnist1d":
+        ds = _mnist1d()
+    elif name in TORCHVISION:
+        ds = _torchvision(name, Path(data["data_dir"]), data["download"])
+    elif name == "npz":
+        ds = _npz(Path(data["npz_path"]))
+    else:
+        raise DataError(f"unknown data set {name!r}")
+    if data.get("max_train"):
+        keep = _stratified_subset(ds.y_train, data["max_train"], data["split_seed"])
+        ds.x_train, ds.y_train = ds.x_train[keep], ds.y_train[keep]
+    return ds
+
+
+def probe_indices(y_test: np.ndarray, n_probe: int, seed: int) -> np.ndarray:
+    """Indices of a class-balanced probe set drawn from the test split, sorted by class.
+
+    Each class gets n_probe // K points; the remainder goes to classes picked with the same seed.
+    """
+    classes = np.unique(y_test)
+    if n_probe > len(y_test):
+        raise DataError(
+            f"data.n_probe is {n_probe} but the test split has only {len(y_test)} points; "
+            "lower data.n_probe"
+        )
+    rng = np.random.default_rng(seed)
+    quota = np.full(len(classes), n_probe // len(classes))
+    quota[rng.choice(len(classes), n_probe % len(classes), replace=False)] += 1
+    chosen = []
+    for c, q in zip(classes, quota, strict=True):
+        pool = np.flatnonzero(y_test == c)
+        if q > len(pool):
+            raise DataError(
+                f"class {c} has {len(pool)} test points but the balanced probe set needs {q}; "
+                "lower data.n_probe"
+            )
+        chosen.append(np.sort(rng.choice(pool, q, replace=False)))
+    return np.concatenate(chosen)
+
+
+def probe_hash(dataset: str, indices: np.ndarray, labels: np.ndarray, x: np.ndarray) -> str:
+    """A hash of the probe set (data set, indices, labels and input values)."""
+    h = hashlib.sha256(dataset.encode())
+    for arr in (indices.astype(np.int64), labels.astype(np.int64), x.astype(np.float32)):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _digits(test_fraction: float, seed: int) -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, bunch.target, test_size=test_fraction, random_state=seed, stratify=bunch.target
+    )
+    return Dataset("digits", x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64))
+
+
+def _mnist1d() -> Dataset:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    d = make_dataset(get_dataset_args())
+    return Dataset(
+        "mnist1d",
+        np.asarray(d["x"], np.float32),
+        np.asarray(d["y"], np.int64),
+        np.asarray(d["x_test"], np.float32),
+        np.asarray(d["y_test"], np.int64),
+    )
+
+
+def _torchvision(name: str, root: Path, download: bool) -> Dataset:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, TORCHVISION[name])
+    splits = []
+    for train in (True, False):
+        try:
+            ds = cls(root=str(root), train=train, download=download)
+        except RuntimeError as err:
+            raise DataError(
+                f"{TORCHVISION[name]} not found under {root}/ ({err}). Set data.download: true "
+                "on a machine with network access, or point data.data_dir at a copy"
+            ) from err
+        x = np.asarray(ds.data, dtype=np.float32) / 255.0
+        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+        splits += [x, np.asarray(ds.targets, dtype=np.int64)]
+    return Dataset(name, *splits)
+
+
+def _npz(path: Path) -> Dataset:
+    if not path.is_file():
+        raise DataError(f"data.npz_path: no file at {path}")
+    with np.load(path, allow_pickle=False) as f:
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
+        if missing:
+            raise DataError(f"{path} lacks arrays {sorted(missing)} (needs x/y train and test)")
+        arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if y.ndim != 1 or len(x) != len(y):
+            raise DataError(
+                f"{path}: x_{split} has {len(x)} rows but y_{split} has shape {y.shape}; "
+                "labels must be one integer per row"
+            )
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+            raise DataError(f"{path}: y_{split} must hold non-negative integer class labels")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise DataError(
+            f"{path}: x_train rows have shape {arrays['x_train'].shape[1:]} but x_test rows "
+            f"{arrays['x_test'].shape[1:]}"
+        )
+    if not set(np.unique(arrays["y_test"])) <= set(np.unique(arrays["y_train"])):
+        raise DataError(f"{path}: y_test has classes that never occur in y_train")
+    return Dataset(
+        "npz",
+        arrays["x_train"].astype(np.float32),
+        arrays["y_train"].astype(np.int64),
+        arrays["x_test"].astype(np.float32),
+        arrays["y_test"].astype(np.int64),
+    )
+
+
+def _stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    if n >= len(y):
+        return np.arange(len(y))
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)
+    return np.sort(keep)
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A shuffling sampler whose order depends only on (seed, epoch), so a resumed run replays it."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class ArrayDataModule(pl.LightningDataModule):
+    """Serves a Dataset's train split (seeded shuffling) and test split to the Trainer."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+
+    def train_dataloader(self) -> DataLoader:
+        ds = TensorDataset(torch.from_numpy(self.dataset.x_train), torch.from_numpy(self.dataset.y_train))
+        return DataLoader(ds, self.batch_size, sampler=EpochShuffleSampler(len(ds), self.seed))
+
+    def test_dataloader(self) -> DataLoader:
+        ds = TensorDataset(torch.from_numpy(self.dataset.x_test), torch.from_numpy(self.dataset.y_test))
+        return DataLoader(ds, batch_size=1024)

@@ -1,0 +1,108 @@
+"""The zoo's architectures (MLP and a small CNN) as one LightningModule that exposes hidden layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
+
+
+class Classifier(pl.LightningModule):
+    """A classifier built from a model spec; ``hidden`` returns every hidden layer's output.
+
+    Hidden layers are recorded after their non-linearity; the last one feeds the classifier head.
+    """
+
+    def __init__(self, spec: dict[str, Any], input_shape: tuple[int, ...], n_classes: int) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.spec = spec
+        self.blocks = nn.ModuleDict(_blocks(spec, input_shape))
+        self.head = nn.Linear(spec["width"], n_classes)
+        self.drop = nn.Dropout(spec["dropout"])
+        self.diverged = False
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self.blocks)
+
+    def hidden(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every hidden layer's output (flattened per point), in order."""
+        out = {}
+        for name, block in self.blocks.items():
+            x = block(x)
+            out[name] = x.flatten(1)
+            if name.startswith("fc"):
+                x = self.drop(x)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name, block in self.blocks.items():
+            x = block(x)
+            if name.startswith("fc"):
+                x = self.drop(x)
+        return self.head(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y)
+        if not torch.isfinite(loss):
+            self.diverged = True
+            self.trainer.should_stop = True
+            return None
+        self.log("train_loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log("test_loss", nn.functional.cross_entropy(logits, y), reduce_fx="mean")
+        self.log("test_accuracy", (logits.argmax(1) == y).float().mean(), reduce_fx="mean")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        s = self.spec
+        if s["optimizer"] == "adam":
+            return torch.optim.Adam(self.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
+        return torch.optim.SGD(
+            self.parameters(), lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"]
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nnmanifold"] = {"diverged": self.diverged, "rng": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("nnmanifold", {})
+        self.diverged = bool(state.get("diverged", False))
+        if "rng" in state:
+            torch.set_rng_state(state["rng"])
+
+
+def _blocks(spec: dict[str, Any], input_shape: tuple[int, ...]) -> dict[str, nn.Module]:
+    act = ACTIVATIONS[spec["activation"]]
+    blocks: dict[str, nn.Module] = {}
+    if spec["arch"] == "cnn":
+        if len(input_shape) != 3:
+            raise ValueError(f"arch cnn needs image data (C, H, W); this data has shape {input_shape}")
+        channels, size = input_shape[0], input_shape[1]
+        for i in range(spec["depth"]):
+            layers: list[nn.Module] = [nn.Conv2d(channels, spec["channels"], 3, padding=1), act()]
+            if size >= 2:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            blocks[f"conv{i + 1}"] = nn.Sequential(*layers)
+            channels = spec["channels"]
+        with torch.no_grad():
+            n_flat = nn.Sequential(*blocks.values())(torch.zeros(1, *input_shape)).numel()
+        blocks["fc"] = nn.Sequential(nn.Flatten(), nn.Linear(n_flat, spec["width"]), act())
+    else:
+        width_in = int(torch.tensor(input_shape).prod())
+        for i in range(spec["depth"]):
+            first = [nn.Flatten()] if i == 0 else []
+            blocks[f"fc{i + 1}"] = nn.Sequential(*first, nn.Linear(width_in, spec["width"]), act())
+            width_in = spec["width"]
+    return blocks
+

@@ -1,0 +1,375 @@
+"""Statistics that relate the network map to performance (METHOD.md section 6).
+
+Pure functions on arrays: Spearman correlations with bootstrap intervals, smoothness of accuracy on
+the k-NN graph of a network distance (Dirichlet energy with a permutation p-value), leave-one-out
+k-NN prediction of accuracy from a distance, and the baselines that give those numbers a scale.
+
+Conventions shared by every function:
+- ``D`` is an N x N precomputed distance (square, finite, non-negative, symmetric); ``f`` is a
+  length-N signal on the same networks in the same order. Shape mismatches raise ``ValueError``.
+- k-NN neighbourhoods exclude the network itself and share ties: when several networks tie at the
+  k-th distance they split the remaining weight equally, so results never depend on network order.
+- ``k`` shrinks to ``N - 2`` for tiny zoos; with fewer than 3 networks (or a constant signal) the
+  statistics are undefined and returned as NaN instead of raising.
+- Randomness comes only from ``seed`` (an int or a ``numpy.random.Generator``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import stats
+from scipy.spatial.distance import pdist, squareform
+
+SeedLike = int | np.random.Generator
+
+_PERM_CHUNK = 256
+
+
+def spearman_with_ci(
+    x: np.ndarray, y: np.ndarray, n_boot: int = 1000, ci: float = 0.95, seed: SeedLike = 0
+) -> dict[str, float]:
+    """Spearman rho of x and y with its p-value and a percentile bootstrap CI over networks.
+
+    Pairs where either value is NaN are dropped; ``n`` is the number of pairs used.
+    """
+    x, y = _as_vector(x, "x"), _as_vector(y, "y")
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same length, got {x.size} and {y.size}")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must lie in (0, 1), got {ci}")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    n = int(x.size)
+    out = {"rho": np.nan, "p": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": n}
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out
+    res = stats.spearmanr(x, y)
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    boot = _row_pearson(stats.rankdata(x[idx], axis=1), stats.rankdata(y[idx], axis=1))
+    alpha = (1 - ci) / 2
+    if np.isfinite(boot).any():
+        out["ci_low"], out["ci_high"] = np.nanquantile(boot, [alpha, 1 - alpha])
+    out["rho"], out["p"] = float(res.statistic), float(res.pvalue)
+    return out
+
+
+def knn_graph(D: np.ndarray, k: int) -> sp.csr_array:
+    """Symmetric k-NN adjacency of a precomputed distance (i~j if either is among the other's k).
+
+    Edges have weight 1; networks tied at the k-th distance share the last places fractionally.
+    """
+    D = _check_distance(D)
+    k_eff = _effective_k(D.shape[0], k)
+    if k_eff == 0:
+        raise ValueError(f"a k-NN graph needs at least 3 networks, got {D.shape[0]}")
+    W = _knn_weights(D, k_eff) * k_eff
+    return sp.csr_array(np.maximum(W, W.T))
+
+
+def dirichlet_energy(f: np.ndarray, A: np.ndarray | sp.sparray) -> float:
+    """Roughness of f on graph A: sum_ij A_ij (f_i - f_j)^2 / 2, divided by (edge weight x 2 var f).
+
+    The normalisation makes it free of the scale of f and of the graph's size: the expected value
+    under a random shuffle of f is exactly 1, a constant-on-edges signal scores 0. NaN if f is
+    constant or the graph has no edges.
+    """
+    f = _as_vector(f, "f")
+    A = sp.coo_array(A)
+    if A.shape != (f.size, f.size):
+        raise ValueError(f"A must be {f.size} x {f.size} to match f, got {A.shape}")
+    return float(_edge_energies(f[None, :], A.row, A.col, A.data)[0])
+
+
+def smoothness_test(
+    D: np.ndarray, f: np.ndarray, k: int = 5, n_perm: int = 999, seed: SeedLike = 0
+) -> dict[str, float]:
+    """Dirichlet energy of f on the k-NN graph of D and its permutation p-value (small = smooth).
+
+    p = (1 + #{shuffles with energy <= observed}) / (n_perm + 1); ``null_mean`` is the mean
+    shuffled energy (close to 1 by construction).
+    """
+    D, f = _check_pair(D, f)
+    k_eff = _effective_k(f.size, k)
+    out = {"energy": np.nan, "p_value": np.nan, "null_mean": np.nan, "k": k_eff, "n": f.size}
+    if k_eff == 0 or np.ptp(f) == 0:
+        return out
+    A = knn_graph(D, k_eff).tocoo()
+    energy = _edge_energies(f[None, :], A.row, A.col, A.data)[0]
+    null = np.concatenate(
+        [
+            _edge_energies(f[perm], A.row, A.col, A.data)
+            for perm in _permutation_chunks(f.size, n_perm, seed)
+        ]
+    )
+    out["energy"], out["null_mean"] = float(energy), float(null.mean())
+    out["p_value"] = _perm_p(null <= energy, n_perm)
+    return out
+
+
+def loo_knn_r2(D: np.ndarray, f: np.ndarray, k: int = 5) -> float:
+    """Leave-one-out R^2 = 1 - SSE/SST of predicting f_i by the mean f of its k nearest others in D.
+
+    The mean is unweighted: distances from different predictors live on different scales and exact
+    zeros (duplicate configurations) would make inverse-distance weights infinite.
+    """
+    D, f = _check_pair(D, f)
+    k_eff = _effective_k(f.size, k)
+    if k_eff == 0 or np.ptp(f) == 0:
+        return np.nan
+    return float(_loo_r2(f[None, :], _knn_weights(D, k_eff))[0])
+
+
+def loo_knn_r2_permutation(
+    D: np.ndarray, f: np.ndarray, k: int = 5, n_perm: int = 999, seed: SeedLike = 0
+) -> dict[str, float]:
+    """LOO k-NN R^2 of f from D and the permutation p-value that it beats chance.
+
+    p = (1 + #{shuffles of f with R^2 >= observed}) / (n_perm + 1).
+    """
+    D, f = _check_pair(D, f)
+    k_eff = _effective_k(f.size, k)
+    out = {"r2": np.nan, "p_value": np.nan, "k": k_eff, "n": f.size}
+    if k_eff == 0 or np.ptp(f) == 0:
+        return out
+    W = _knn_weights(D, k_eff)
+    r2 = _loo_r2(f[None, :], W)[0]
+    null = np.concatenate(
+        [_loo_r2(f[perm], W) for perm in _permutation_chunks(f.size, n_perm, seed)]
+    )
+    out["r2"], out["p_value"] = float(r2), _perm_p(null >= r2, n_perm)
+    return out
+
+
+def euclidean_distances_of(table: pd.DataFrame | pd.Series | np.ndarray) -> np.ndarray:
+    """Euclidean distance between rows after z-scoring numeric and one-hot encoding other columns.
+
+    The baseline distance for hyperparameters (a table) or for a single feature (a Series or 1-D
+    array). Missing numeric values sit at the column mean, missing categories get their own level;
+    constant columns contribute nothing. Booleans count as categorical.
+    """
+    frame = pd.DataFrame(table).reset_index(drop=True)
+    numeric = [
+        c
+        for c in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+    ]
+    num = frame[numeric].astype(float)
+    std = num.std(ddof=0).replace(0.0, np.nan)
+    z = ((num - num.mean()) / std).fillna(0.0)
+    blocks = [z.to_numpy(float)]
+    other = frame.drop(columns=numeric)
+    if other.shape[1]:
+        blocks.append(pd.get_dummies(other.astype(object), dummy_na=True, dtype=float).to_numpy())
+    X = np.hstack(blocks)
+    if X.shape[1] == 0:
+        return np.zeros((len(frame), len(frame)))
+    return squareform(pdist(X))
+
+
+def random_distance(n: int, seed: SeedLike = 0) -> np.ndarray:
+    """Random symmetric distance (uniform off-diagonal, zero diagonal): the chance baseline."""
+    upper = np.triu(np.random.default_rng(seed).uniform(size=(n, n)), 1)
+    return upper + upper.T
+
+
+def stratified(
+    D: np.ndarray,
+    f: np.ndarray,
+    quantiles: tuple[float, ...] = (0.5, 0.75),
+    k: int = 5,
+    n_perm: int = 999,
+    seed: SeedLike = 0,
+) -> list[dict[str, float | str]]:
+    """R^2 and smoothness (with p-values) on the whole zoo, then within each top stratum by f.
+
+    The stratum for quantile q keeps networks with f >= the q-quantile of f ("top 50%" for 0.5),
+    analysed on the submatrix of D with k shrunk to fit. Rows: stratum, n, k, r2, r2_p,
+    smoothness_energy, smoothness_p.
+    """
+    D, f = _check_pair(D, f)
+    rng = np.random.default_rng(seed)
+    strata = [("all", np.ones(f.size, dtype=bool))]
+    strata += [(f"top {100 * (1 - q):g}%", f >= np.quantile(f, q)) for q in quantiles]
+    rows = []
+    for name, keep in strata:
+        sub_D, sub_f = D[np.ix_(keep, keep)], f[keep]
+        fit = loo_knn_r2_permutation(sub_D, sub_f, k=k, n_perm=n_perm, seed=rng)
+        smooth = smoothness_test(sub_D, sub_f, k=k, n_perm=n_perm, seed=rng)
+        rows.append(
+            {
+                "stratum": name,
+                "n": int(keep.sum()),
+                "k": fit["k"],
+                "r2": fit["r2"],
+                "r2_p": fit["p_value"],
+                "smoothness_energy": smooth["energy"],
+                "smoothness_p": smooth["p_value"],
+            }
+        )
+    return rows
+
+
+def map_informativeness(
+    D: np.ndarray,
+    accuracy: np.ndarray,
+    features: pd.DataFrame,
+    hyperparameters: pd.DataFrame,
+    k: int = 5,
+    n_perm: int = 999,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """How well each distance predicts accuracy: the network map against its baselines, by stratum.
+
+    Predictors: "network distance" (D), "hyperparameters" (standardised), "random distance" and
+    "feature: <name>" (distance on that one feature; networks where it is NaN are left out). Every
+    predictor sees the same permutations. Rows in the order of D.
+    """
+    D, accuracy = _check_pair(D, accuracy)
+    n = accuracy.size
+    for name, table in (("features", features), ("hyperparameters", hyperparameters)):
+        if len(table) != n:
+            raise ValueError(f"{name} has {len(table)} rows but D has {n} networks; align them")
+    _check_numeric(features)
+    perm_seed, random_seed = np.random.SeedSequence(seed).spawn(2)
+    everyone = np.ones(n, dtype=bool)
+    predictors = [
+        ("network distance", D, everyone),
+        ("hyperparameters", euclidean_distances_of(hyperparameters), everyone),
+        ("random distance", random_distance(n, np.random.default_rng(random_seed)), everyone),
+    ]
+    for col in features.columns:
+        values = features[col].to_numpy(float)
+        keep = ~np.isnan(values)
+        predictors.append((f"feature: {col}", euclidean_distances_of(values[keep]), keep))
+    rows = []
+    for name, dist, keep in predictors:
+        strata = stratified(
+            dist, accuracy[keep], k=k, n_perm=n_perm, seed=np.random.default_rng(perm_seed)
+        )
+        rows += [{"predictor": name, **row} for row in strata]
+    columns = ["predictor", "stratum", "r2", "r2_p", "smoothness_energy", "smoothness_p", "n", "k"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def feature_correlations(
+    features: pd.DataFrame, accuracy: np.ndarray, n_boot: int = 1000, seed: SeedLike = 0
+) -> pd.DataFrame:
+    """Spearman rho of each feature column with accuracy, with bootstrap CI, p-value and n."""
+    accuracy = _as_vector(accuracy, "accuracy")
+    if len(features) != accuracy.size:
+        raise ValueError(
+            f"features has {len(features)} rows but accuracy has {accuracy.size}; align them"
+        )
+    _check_numeric(features)
+    rows = [
+        {
+            "feature": col,
+            **spearman_with_ci(features[col].to_numpy(float), accuracy, n_boot, seed=seed),
+        }
+        for col in features.columns
+    ]
+    return pd.DataFrame(rows, columns=["feature", "rho", "ci_low", "ci_high", "p", "n"])
+
+
+def _effective_k(n: int, k: int) -> int:
+    """k shrunk so that each network keeps at least one non-neighbour; 0 means too few networks."""
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, got {k}")
+    return int(min(k, max(n - 2, 0)))
+
+
+def _knn_weights(D: np.ndarray, k: int) -> np.ndarray:
+    """Row-stochastic weights: 1/k on each of the k nearest others; ties at the k-th share."""
+    Dm = D.astype(float, copy=True)
+    np.fill_diagonal(Dm, np.inf)
+    kth = np.partition(Dm, k - 1, axis=1)[:, k - 1 : k]
+    closer, tied = Dm < kth, Dm == kth
+    spare = k - closer.sum(axis=1, keepdims=True)
+    return (closer + tied * spare / tied.sum(axis=1, keepdims=True)) / k
+
+
+def _loo_r2(F: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """LOO R^2 of each row of F (signals, one per row) predicted by W @ f."""
+    resid = F - F @ W.T
+    centred = F - F.mean(axis=1, keepdims=True)
+    return 1 - (resid**2).sum(axis=1) / (centred**2).sum(axis=1)
+
+
+def _edge_energies(
+    F: np.ndarray, row: np.ndarray, col: np.ndarray, weight: np.ndarray
+) -> np.ndarray:
+    """Normalised Dirichlet energy of each row of F on the graph given as weighted edges."""
+    total = weight.sum()
+    var = F.var(axis=1, ddof=1) if F.shape[1] > 1 else np.zeros(F.shape[0])
+    raw = ((F[:, row] - F[:, col]) ** 2 * weight).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((var > 0) & (total > 0), raw / (2 * total * var), np.nan)
+
+
+def _permutation_chunks(n: int, n_perm: int, seed: SeedLike) -> Iterator[np.ndarray]:
+    """Yield index arrays of shape (chunk, n), n_perm random permutations of range(n) in all."""
+    if n_perm < 1:
+        raise ValueError(f"n_perm must be a positive integer, got {n_perm}")
+    rng = np.random.default_rng(seed)
+    for start in range(0, n_perm, _PERM_CHUNK):
+        yield rng.permuted(np.tile(np.arange(n), (min(_PERM_CHUNK, n_perm - start), 1)), axis=1)
+
+
+def _perm_p(as_extreme: np.ndarray, n_perm: int) -> float:
+    """Permutation p-value with the +1 correction, so it is never 0."""
+    return float((1 + np.count_nonzero(as_extreme)) / (n_perm + 1))
+
+
+def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of matching rows of a and b (NaN where a row is constant)."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (a * b).sum(axis=1) / np.sqrt((a**2).sum(axis=1) * (b**2).sum(axis=1))
+
+
+def _as_vector(values: np.ndarray, name: str) -> np.ndarray:
+    """values as a 1-D float array, or a ValueError naming the argument."""
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one value per network), got shape {arr.shape}")
+    return arr
+
+
+def _check_distance(D: np.ndarray) -> np.ndarray:
+    """D as floats if it is a valid distance matrix, else a ValueError saying what is wrong."""
+    D = np.asarray(D, dtype=float)
+    if D.ndim != 2 or D.shape[0] != D.shape[1]:
+        raise ValueError(f"D must be a square N x N distance matrix, got shape {D.shape}")
+    if not np.isfinite(D).all():
+        raise ValueError("D contains NaN or inf; drop those networks' rows and columns")
+    if (D < 0).any():
+        raise ValueError("D has negative entries; a distance is non-negative")
+    if not np.allclose(D, D.T, rtol=1e-6, atol=1e-9):
+        raise ValueError("D is not symmetric; symmetrise it with (D + D.T) / 2")
+    return D
+
+
+def _check_pair(D: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validated (D, f): a distance matrix and a finite signal on the same networks."""
+    D, f = _check_distance(D), _as_vector(f, "f")
+    if D.shape[0] != f.size:
+        raise ValueError(f"D is {D.shape[0]} x {D.shape[0]} but the signal has {f.size} values")
+    if not np.isfinite(f).all():
+        raise ValueError(
+            "the signal contains NaN or inf (diverged networks?); drop them from f and D first"
+        )
+    return D, f
+
+
+def _check_numeric(features: pd.DataFrame) -> None:
+    """Raise a ValueError naming any non-numeric feature column."""
+    bad = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    if bad:
+        raise ValueError(
+            f"features must be numeric; drop these columns or make them the index: {bad}"
+        )

@@ -1,0 +1,119 @@
+"""Train zoo models with Lightning, resume from checkpoints, record metrics and activations."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+
+from nnmanifold import storage
+from nnmanifold.data import ArrayDataModule, Dataset
+from nnmanifold.models import Classifier
+
+log = logging.getLogger(__name__)
+
+
+def model_dir(results: str | Path, model_id: str) -> Path:
+    """Where one model's checkpoints, metrics and activations live."""
+    return Path(results) / "models" / model_id
+
+
+def train_model(
+    spec: dict[str, Any],
+    dataset: Dataset,
+    probe: dict[str, Any],
+    out_dir: str | Path,
+    accelerator: str = "auto",
+) -> dict[str, Any]:
+    """Train one model (resuming from its last checkpoint), then write activations and metrics.
+
+    A non-finite loss marks the model ``diverged``; any other exception marks it ``failed``. Either
+    way both output files are written, so the rest of the zoo carries on.
+    """
+    out_dir = Path(out_dir)
+    started = time.perf_counter()
+    metrics: dict[str, Any] = {"model_id": spec["model_id"], "spec": spec, "reason": None}
+    layers: dict[str, np.ndarray] = {}
+    try:
+        model, resumed = _fit(spec, dataset, out_dir, accelerator)
+        layers = _hidden(model, probe["x"])
+        finite = all(np.isfinite(v).all() for v in layers.values())
+        if model.diverged or not finite:
+            metrics.update(status="diverged", reason="non-finite loss or activations")
+            metrics.update(test_accuracy=math.nan, test_loss=math.nan)
+        else:
+            metrics.update(status="ok", **_test(model, dataset))
+        metrics.update(
+            epochs=spec["epochs"], epochs_completed=model.current_epoch_completed, resumed=resumed
+        )
+        metrics["n_parameters"] = sum(p.numel() for p in model.parameters())
+    except Exception as err:  # noqa: BLE001 - one broken model must not stop the zoo
+        log.error("model %s failed:\n%s", spec["model_id"], traceback.format_exc())
+        metrics.update(status="failed", reason=f"{type(err).__name__}: {err}")
+        metrics.update(test_accuracy=math.nan, test_loss=math.nan)
+        layers = {}
+    metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
+    metrics["versions"] = storage.library_versions()
+    storage.write_activations(
+        out_dir / "activations.h5",
+        layers,
+        model_id=spec["model_id"],
+        probe_hash=probe["hash"],
+        status=metrics["status"],
+    )
+    storage.write_json(out_dir / "metrics.json", metrics)
+    log.info(
+        "model %s: %s, test accuracy %.4f, %.1f s",
+        spec["model_id"], metrics["status"], metrics["test_accuracy"], metrics["wall_seconds"],
+    )
+    return metrics
+
+
+def _fit(
+    spec: dict[str, Any], dataset: Dataset, out_dir: Path, accelerator: str
+) -> tuple[Classifier, bool]:
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    pl.seed_everything(spec["seed"], workers=True, verbose=False)
+    model = Classifier(spec, dataset.input_shape, dataset.n_classes)
+    ckpt_dir = out_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    resumed = last.is_file()
+    trainer = pl.Trainer(
+        max_epochs=spec["epochs"],
+        accelerator=accelerator,
+        devices=1,
+        deterministic=True,
+        logger=CSVLogger(out_dir, name="", version="train_log"),
+        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    data = ArrayDataModule(dataset, spec["batch_size"], spec["seed"])
+    trainer.fit(model, datamodule=data, ckpt_path=last if resumed else None, weights_only=True)
+    model.current_epoch_completed = trainer.current_epoch
+    model.trainer_for_test = trainer
+    return model, resumed
+
+
+def _test(model: Classifier, dataset: Dataset) -> dict[str, float]:
+    trainer = model.trainer_for_test
+    data = ArrayDataModule(dataset, batch_size=1024, seed=0)
+    result = trainer.test(model, datamodule=data, verbose=False)[0]
+    return {"test_accuracy": float(result["test_accuracy"]), "test_loss": float(result["test_loss"])}
+
+
+def _hidden(model: Classifier, x: np.ndarray) -> dict[str, np.ndarray]:
+    model.eval()
+    with torch.no_grad():
+        hidden = model.hidden(torch.from_numpy(np.asarray(x, np.float32)).to(model.device))
+    return {name: v.cpu().numpy() for name, v in hidden.items()}
