@@ -11,9 +11,9 @@ include: "workflow/rules/common.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_targets(),
-    default_target: True
 
 
 include: "workflow/rules/zoo.smk"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import persim
 import pytest
+from scipy.spatial.distance import cdist
+
 from nnmanifold import features
 from nnmanifold.storage import CorruptFileError
-from scipy.spatial.distance import cdist
 
 N_CLASSES = 10
 

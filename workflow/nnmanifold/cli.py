@@ -66,14 +66,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     if device is not None:
         log.info("using GPU %s", device)
 
-    import pandas as pd
     import torch
     from tqdm import tqdm
 
-    from nnmanifold import data, storage, train, zoo
+    from nnmanifold import data, storage, train
 
     torch.set_num_threads(args.threads)
-    specs = zoo.specs_from_table(pd.read_csv(args.zoo), args.ids.split(","))
+    specs = json.loads(args.specs)
     cfg = json.loads(args.data)
     datasets = {s["data"]["name"] for s in specs}
     if len(datasets) != 1:
@@ -82,8 +81,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     probe = storage.read_probe(args.probe)
     results = []
     for spec in tqdm(specs, desc="training", unit="model", file=sys.stderr):
-        m = train.train_model(spec, ds, probe, train.model_dir(args.results, spec["model_id"]),
-                              accelerator=args.accelerator)
+        m = train.train_model(
+            spec,
+            ds,
+            probe,
+            train.model_dir(args.results, spec["model_id"]),
+            accelerator=args.accelerator,
+        )
         results.append({k: m[k] for k in ("model_id", "status", "reason", "test_accuracy")})
     storage.write_json(args.manifest, results)
 
@@ -109,9 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="probe set (HDF5)")
 
     p = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__)
-    p.add_argument("--zoo", required=True, type=Path, help="zoo table (CSV)")
+    p.add_argument("--specs", required=True, help="JSON list of model specs (rows of the zoo)")
     p.add_argument("--probe", required=True, type=Path, help="probe set (HDF5)")
-    p.add_argument("--ids", required=True, help="comma-separated model ids to train")
     p.add_argument("--data", required=True, help="the config's data section as JSON")
     p.add_argument("--results", required=True, type=Path, help="results folder")
     p.add_argument("--manifest", required=True, type=Path, help="job manifest (JSON) to write")
@@ -127,8 +130,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="pytorch_lightning")
     warnings.filterwarnings("ignore", module="lightning_fabric")
     try:

@@ -181,7 +181,7 @@ def _stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """A shuffling sampler whose order depends only on (seed, epoch), so a resumed run replays it."""
+    """Shuffles by (seed, epoch) only, so a resumed run replays the same order."""
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
@@ -205,9 +205,13 @@ class ArrayDataModule(pl.LightningDataModule):
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
 
     def train_dataloader(self) -> DataLoader:
-        ds = TensorDataset(torch.from_numpy(self.dataset.x_train), torch.from_numpy(self.dataset.y_train))
+        ds = TensorDataset(
+            torch.from_numpy(self.dataset.x_train), torch.from_numpy(self.dataset.y_train)
+        )
         return DataLoader(ds, self.batch_size, sampler=EpochShuffleSampler(len(ds), self.seed))
 
     def test_dataloader(self) -> DataLoader:
-        ds = TensorDataset(torch.from_numpy(self.dataset.x_test), torch.from_numpy(self.dataset.y_test))
+        ds = TensorDataset(
+            torch.from_numpy(self.dataset.x_test), torch.from_numpy(self.dataset.y_test)
+        )
         return DataLoader(ds, batch_size=1024)

@@ -1,4 +1,4 @@
-"""The zoo's architectures (MLP and a small CNN) as one LightningModule that exposes hidden layers."""
+"""The zoo's architectures (MLP and small CNN) as one LightningModule exposing hidden layers."""
 
 from __future__ import annotations
 
@@ -86,7 +86,9 @@ def _blocks(spec: dict[str, Any], input_shape: tuple[int, ...]) -> dict[str, nn.
     blocks: dict[str, nn.Module] = {}
     if spec["arch"] == "cnn":
         if len(input_shape) != 3:
-            raise ValueError(f"arch cnn needs image data (C, H, W); this data has shape {input_shape}")
+            raise ValueError(
+                f"arch cnn needs image data (C, H, W); this data has shape {input_shape}"
+            )
         channels, size = input_shape[0], input_shape[1]
         for i in range(spec["depth"]):
             layers: list[nn.Module] = [nn.Conv2d(channels, spec["channels"], 3, padding=1), act()]
@@ -105,4 +107,3 @@ def _blocks(spec: dict[str, Any], input_shape: tuple[int, ...]) -> dict[str, nn.
             blocks[f"fc{i + 1}"] = nn.Sequential(*first, nn.Linear(width_in, spec["width"]), act())
             width_in = spec["width"]
     return blocks
-

@@ -74,8 +74,16 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("nnmanifold", "torch", "pytorch-lightning", "numpy", "scipy", "scikit-learn",
-                 "h5py", "phate"):
+    for name in (
+        "nnmanifold",
+        "torch",
+        "pytorch-lightning",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "h5py",
+        "phate",
+    ):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -103,7 +111,9 @@ def read_probe(path: str | os.PathLike) -> dict[str, Any]:
             probe = {key: f[key][()] for key in ("indices", "labels", "x")}
             probe.update(hash=str(f.attrs["hash"]), dataset=str(f.attrs["dataset"]))
     except (OSError, KeyError) as err:
-        raise CorruptFileError(f"{path} is not a complete probe file ({err}); delete it and rerun") from err
+        raise CorruptFileError(
+            f"{path} is not a complete probe file ({err}); delete it and rerun"
+        ) from err
     return probe
 
 

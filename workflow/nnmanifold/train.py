@@ -21,6 +21,9 @@ from nnmanifold.data import ArrayDataModule, Dataset
 from nnmanifold.models import Classifier
 
 log = logging.getLogger(__name__)
+# Lightning's start-up banners (devices, tips) repeat for every model and bury the useful lines.
+for _name in ("pytorch_lightning", "lightning_fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 def model_dir(results: str | Path, model_id: str) -> Path:
@@ -74,7 +77,10 @@ def train_model(
     storage.write_json(out_dir / "metrics.json", metrics)
     log.info(
         "model %s: %s, test accuracy %.4f, %.1f s",
-        spec["model_id"], metrics["status"], metrics["test_accuracy"], metrics["wall_seconds"],
+        spec["model_id"],
+        metrics["status"],
+        metrics["test_accuracy"],
+        metrics["wall_seconds"],
     )
     return metrics
 
@@ -94,7 +100,7 @@ def _fit(
         devices=1,
         deterministic=True,
         logger=CSVLogger(out_dir, name="", version="train_log"),
-        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0)],
+        callbacks=[ModelCheckpoint(ckpt_dir, filename="last", enable_version_counter=False)],
         enable_progress_bar=False,
         enable_model_summary=False,
     )
@@ -109,7 +115,10 @@ def _test(model: Classifier, dataset: Dataset) -> dict[str, float]:
     trainer = model.trainer_for_test
     data = ArrayDataModule(dataset, batch_size=1024, seed=0)
     result = trainer.test(model, datamodule=data, verbose=False)[0]
-    return {"test_accuracy": float(result["test_accuracy"]), "test_loss": float(result["test_loss"])}
+    return {
+        "test_accuracy": float(result["test_accuracy"]),
+        "test_loss": float(result["test_loss"]),
+    }
 
 
 def _hidden(model: Classifier, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Expand a declarative zoo spec (grid or random, times seeds) into models with content-derived ids."""
+"""Expand a declarative zoo spec (grid or random, times seeds) into models with stable ids."""
 
 from __future__ import annotations
 
@@ -65,15 +65,6 @@ def table(specs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def specs_from_table(zoo: pd.DataFrame, ids: Sequence[str]) -> list[dict[str, Any]]:
-    """The specs of the given model ids, read back from a zoo table."""
-    by_id = zoo.set_index("model_id")["spec"]
-    missing = [i for i in ids if i not in by_id.index]
-    if missing:
-        raise KeyError(f"model ids not in the zoo table: {', '.join(missing)}")
-    return [{"model_id": i, **json.loads(by_id[i])} for i in ids]
-
-
 def batches(ids: Sequence[str], per_job: int) -> dict[str, list[str]]:
     """Chunk ids (in zoo order) into training jobs named by a hash of their members.
 
@@ -103,7 +94,10 @@ def _canonical(hp: dict[str, Any], seed: int, config: dict[str, Any]) -> dict[st
 
 def _grid(space: dict[str, list]) -> list[dict[str, Any]]:
     keys = sorted(space)
-    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(space[k] for k in keys))]
+    return [
+        dict(zip(keys, values, strict=True))
+        for values in itertools.product(*(space[k] for k in keys))
+    ]
 
 
 def _random(zoo: dict[str, Any]) -> list[dict[str, Any]]:

@@ -12,12 +12,14 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 R = config["results"]
-SPECS = zoo_lib.expand(config)
-MODEL_IDS = [s["model_id"] for s in SPECS]
+SPECS = {s["model_id"]: s for s in zoo_lib.expand(config)}
+MODEL_IDS = list(SPECS)
 BATCHES = zoo_lib.batches(MODEL_IDS, config["train"]["models_per_job"])
 
 # The rules run `python -m nnmanifold ...`; this finds the package in conda envs too.
-shell.prefix(f"export PYTHONPATH={workflow.basedir}/workflow${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+shell.prefix(
+    f"export PYTHONPATH={workflow.basedir}/workflow${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
 
 
 wildcard_constraints:

@@ -1,12 +1,12 @@
 rule zoo:
     output:
         f"{R}/zoo.csv",
-    params:
-        config=json.dumps(config),
     log:
         f"{R}/logs/zoo.log",
     conda:
         "../../envs/train.yaml"
+    params:
+        config=json.dumps(config),
     shell:
         "python -m nnmanifold zoo --config {params.config:q} --out {output} > {log} 2>&1"
 
@@ -14,11 +14,11 @@ rule zoo:
 rule probe:
     output:
         f"{R}/probe.h5",
-    params:
-        data=json.dumps(config["data"]),
     log:
         f"{R}/logs/probe.log",
     conda:
         "../../envs/train.yaml"
+    params:
+        data=json.dumps(config["data"]),
     shell:
         "python -m nnmanifold probe --data {params.data:q} --out {output} > {log} 2>&1"

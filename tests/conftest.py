@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny configs and a runner for the real Snakemake workflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+TINY = {
+    "data": {"name": "digits", "n_probe": 50},
+    "zoo": {
+        "seeds": [0],
+        "space": {"lr": [0.1, 0.01], "epochs": [1], "width": [16], "depth": [1]},
+    },
+    "train": {"models_per_job": 1, "accelerator": "cpu"},
+    "stats": {"n_permutations": 19, "n_bootstrap": 20},
+    "features": {"max_points": 30},
+}
+
+
+def write_config(directory: Path, config: dict) -> Path:
+    """Write a config YAML into ``directory`` and return its path."""
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the project's Snakefile on ``workdir``/config.yaml; outputs land in ``workdir``."""
+    env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [
+        str(SNAKEMAKE),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--cores",
+        "2",
+        *args,
+        "--configfile",
+        "config.yaml",
+    ]
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> tuple[Path, dict]:
+    """A working directory holding a tiny config (2 MLPs, 1 epoch, 50 probe points)."""
+    import copy
+
+    config = copy.deepcopy(TINY)
+    write_config(tmp_path, config)
+    return tmp_path, config

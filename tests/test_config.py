@@ -1,0 +1,44 @@
+from pathlib import Path
+
+import pytest
+
+from nnmanifold.config import ConfigError, load_config, validate
+
+
+def test_defaults_filled_from_schema():
+    config = validate({})
+    assert config["data"]["name"] == "digits"
+    assert config["geometry"]["sigma"] == 0.5
+    assert config["zoo"]["space"]["lr"] == [0.01]
+
+
+def test_default_config_file_is_valid():
+    config = load_config(Path(__file__).parent.parent / "config" / "config.yaml")
+    assert config["zoo"]["mode"] == "grid"
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ({"zoo": {"learning_rate": [0.1]}}, "'learning_rate'"),
+        ({"zoo": {"space": {"lrr": [0.1]}}}, "'lrr'"),
+        ({"typo": 1}, "'typo'"),
+        ({"zoo": {"space": {"lr": "fast"}}}, "zoo.space.lr"),
+        ({"zoo": {"space": {"lr": [-1.0]}}}, "zoo.space.lr"),
+        ({"train": {"models_per_job": 0}}, "train.models_per_job"),
+        ({"data": {"name": "imagenet"}}, "data.name"),
+        ({"data": {"n_probe": "many"}}, "data.n_probe"),
+        ({"geometry": {"sigma": 0}}, "geometry.sigma"),
+        ({"zoo": {"space": {"lr": {"low": 0.1, "high": 1}}}}, "zoo.space.lr"),
+        ({"data": {"name": "npz"}}, "data.npz_path"),
+    ],
+)
+def test_bad_config_names_the_key(config, named):
+    with pytest.raises(ConfigError) as err:
+        validate(config)
+    assert named in str(err.value)
+
+
+def test_unknown_key_message_lists_allowed_keys():
+    with pytest.raises(ConfigError, match="allowed: .*n_samples"):
+        validate({"zoo": {"nsamples": 3}})

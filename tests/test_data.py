@@ -1,0 +1,109 @@
+import struct
+
+import numpy as np
+import pytest
+
+from nnmanifold import data
+from nnmanifold.config import validate
+
+
+def _data(**section):
+    return validate({"data": section})["data"]
+
+
+def test_digits_split_is_stratified_and_seeded():
+    a = data.load_dataset(_data())
+    b = data.load_dataset(_data())
+    assert a.x_train.shape[1:] == (1, 8, 8) and a.n_classes == 10
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    assert len(a.y_test) == pytest.approx(0.3 * 1797, abs=1)
+
+
+def test_probe_is_class_balanced_and_hashed():
+    ds = data.load_dataset(_data())
+    idx = data.probe_indices(ds.y_test, 205, seed=0)
+    counts = np.bincount(ds.y_test[idx])
+    assert counts.sum() == 205 and counts.max() - counts.min() <= 1
+    assert len(set(idx)) == len(idx)
+    h = data.probe_hash("digits", idx, ds.y_test[idx], ds.x_test[idx])
+    assert h == data.probe_hash("digits", idx, ds.y_test[idx], ds.x_test[idx])
+    other = data.probe_indices(ds.y_test, 205, seed=1)
+    assert h != data.probe_hash("digits", other, ds.y_test[other], ds.x_test[other])
+
+
+def test_probe_larger_than_test_split_is_refused():
+    ds = data.load_dataset(_data())
+    with pytest.raises(data.DataError, match="n_probe"):
+        data.probe_indices(ds.y_test, len(ds.y_test) + 1, seed=0)
+
+
+def test_mnist1d_is_generated_locally():
+    ds = data.load_dataset(_data(name="mnist1d"))
+    assert ds.x_train.shape == (4000, 40) and ds.n_classes == 10
+
+
+def test_max_train_subsamples_stratified():
+    ds = data.load_dataset(_data(max_train=100))
+    assert len(ds.y_train) == 100
+    assert np.bincount(ds.y_train).min() >= 8
+
+
+def _write_idx(path, array):
+    dims = array.shape
+    header = struct.pack(">HBB", 0, 0x08, len(dims)) + struct.pack(f">{len(dims)}I", *dims)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize(
+    ("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")]
+)
+def test_torchvision_sets_read_from_local_files(tmp_path, name, folder):
+    raw = tmp_path / folder / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 60), ("t10k", 20)):
+        _write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
+    ds = data.load_dataset(_data(name=name, data_dir=str(tmp_path)))
+    assert ds.x_train.shape == (60, 1, 28, 28) and ds.x_test.shape == (20, 1, 28, 28)
+    assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+    assert list(ds.y_test[:3]) == [0, 1, 2]
+
+
+def test_missing_torchvision_data_says_how_to_fix(tmp_path):
+    with pytest.raises(data.DataError, match="download"):
+        data.load_dataset(_data(name="mnist", data_dir=str(tmp_path)))
+
+
+def _npz(tmp_path, **arrays):
+    rng = np.random.default_rng(0)
+    full = {
+        "x_train": rng.normal(size=(40, 5)),
+        "y_train": np.arange(40) % 4,
+        "x_test": rng.normal(size=(20, 5)),
+        "y_test": np.arange(20) % 4,
+    }
+    full.update(arrays)
+    path = tmp_path / "d.npz"
+    np.savez(path, **{k: v for k, v in full.items() if v is not None})
+    return _data(name="npz", npz_path=str(path))
+
+
+def test_npz_loads(tmp_path):
+    ds = data.load_dataset(_npz(tmp_path))
+    assert ds.input_shape == (5,) and ds.n_classes == 4
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"y_train": np.arange(39) % 4}, "y_train"),
+        ({"x_test": np.zeros((20, 6))}, "x_test"),
+        ({"y_test": np.arange(20) % 5}, "never occur"),
+        ({"y_test": None}, "lacks"),
+        ({"y_train": np.linspace(0, 1, 40)}, "integer"),
+    ],
+)
+def test_bad_npz_is_named(tmp_path, arrays, message):
+    with pytest.raises(data.DataError, match=message):
+        data.load_dataset(_npz(tmp_path, **arrays))

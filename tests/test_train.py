@@ -1,0 +1,133 @@
+"""Training: learns, records divergence and failure, resumes after SIGKILL to identical metrics."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from nnmanifold import data, storage, train, zoo
+from nnmanifold.config import validate
+
+
+@pytest.fixture(scope="module")
+def digits():
+    ds = data.load_dataset(validate({})["data"])
+    idx = data.probe_indices(ds.y_test, 50, 0)
+    probe = {"indices": idx, "labels": ds.y_test[idx], "x": ds.x_test[idx], "dataset": "digits"}
+    probe["hash"] = data.probe_hash("digits", idx, probe["labels"], probe["x"])
+    return ds, probe
+
+
+def _spec(**space):
+    space = {k: [v] for k, v in space.items()}
+    return zoo.expand(validate({"zoo": {"seeds": [0], "space": space}}))[0]
+
+
+def test_mlp_learns_digits_well_above_chance(digits, tmp_path):
+    ds, probe = digits
+    m = train.train_model(_spec(lr=0.1, epochs=5), ds, probe, tmp_path, accelerator="cpu")
+    assert m["status"] == "ok"
+    assert m["test_accuracy"] > 0.85  # chance is 0.1
+    X, attrs = storage.read_activations(tmp_path / "activations.h5", probe_hash=probe["hash"])
+    assert X.shape == (50, 64) and X.dtype == np.float32
+    assert attrs["layer_order"] == ["fc1", "fc2"] and attrs["penultimate"] == "fc2"
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_cnn_trains_on_images(digits, tmp_path):
+    ds, probe = digits
+    spec = _spec(arch="cnn", depth=2, channels=4, width=16, lr=0.1, epochs=2)
+    m = train.train_model(spec, ds, probe, tmp_path, accelerator="cpu")
+    assert m["status"] == "ok" and m["test_accuracy"] > 0.3
+    _, attrs = storage.read_activations(tmp_path / "activations.h5")
+    assert attrs["layer_order"] == ["conv1", "conv2", "fc"]
+
+
+def test_training_is_deterministic(digits, tmp_path):
+    ds, probe = digits
+    spec = _spec(lr=0.05, epochs=2, dropout=0.2)
+    a = train.train_model(spec, ds, probe, tmp_path / "a", accelerator="cpu")
+    b = train.train_model(spec, ds, probe, tmp_path / "b", accelerator="cpu")
+    assert a["test_loss"] == b["test_loss"]
+    xa, _ = storage.read_activations(tmp_path / "a" / "activations.h5")
+    xb, _ = storage.read_activations(tmp_path / "b" / "activations.h5")
+    np.testing.assert_array_equal(xa, xb)
+
+
+def test_diverged_model_is_recorded_not_fatal(digits, tmp_path):
+    ds, probe = digits
+    m = train.train_model(_spec(lr=1e6, epochs=2), ds, probe, tmp_path, accelerator="cpu")
+    assert m["status"] == "diverged"
+    assert np.isnan(m["test_accuracy"])
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "diverged"
+
+
+def test_crashing_model_is_recorded_as_failed(digits, tmp_path):
+    ds, probe = digits
+    flat = data.Dataset(
+        "flat",
+        ds.x_train.reshape(len(ds.x_train), -1),
+        ds.y_train,
+        ds.x_test.reshape(len(ds.x_test), -1),
+        ds.y_test,
+    )
+    m = train.train_model(_spec(arch="cnn", epochs=1), flat, probe, tmp_path, accelerator="cpu")
+    assert m["status"] == "failed" and "image data" in m["reason"]
+    assert (tmp_path / "activations.h5").is_file()
+
+
+KILLER = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    import numpy as np
+    from nnmanifold import models, train
+    from nnmanifold.data import Dataset
+
+    job = json.load(open("job.json"))
+    f = np.load("job.npz")
+    ds = Dataset("digits", f["x_train"], f["y_train"], f["x_test"], f["y_test"])
+    step = models.Classifier.training_step
+
+    def killing_step(self, batch, i):
+        if self.current_epoch == 2 and i == 7:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return step(self, batch, i)
+
+    models.Classifier.training_step = killing_step
+    train.train_model(job["spec"], ds, {"x": f["px"], "hash": job["hash"]}, job["out"], "cpu")
+    """
+)
+
+
+def test_sigkill_mid_epoch_resumes_to_identical_metrics(digits, tmp_path):
+    ds, probe = digits
+    spec = _spec(lr=0.05, epochs=4, dropout=0.1)
+    whole = train.train_model(spec, ds, probe, tmp_path / "whole", accelerator="cpu")
+
+    out = tmp_path / "killed"
+    np.savez(
+        tmp_path / "job.npz",
+        x_train=ds.x_train,
+        y_train=ds.y_train,
+        x_test=ds.x_test,
+        y_test=ds.y_test,
+        px=probe["x"],
+    )
+    job = {"spec": spec, "hash": probe["hash"], "out": str(out)}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    (tmp_path / "killer.py").write_text(KILLER)
+    proc = subprocess.run(
+        [sys.executable, "killer.py"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not (out / "metrics.json").exists()
+    assert not (out / "activations.h5").exists()
+    assert (out / "checkpoints" / "last.ckpt").is_file()  # epochs 0 and 1 were saved
+
+    resumed = train.train_model(spec, ds, probe, out, accelerator="cpu")
+    assert resumed["resumed"] is True
+    assert resumed["test_loss"] == whole["test_loss"]
+    assert resumed["test_accuracy"] == whole["test_accuracy"]
