@@ -42,3 +42,18 @@ def test_bad_config_names_the_key(config, named):
 def test_unknown_key_message_lists_allowed_keys():
     with pytest.raises(ConfigError, match="allowed: .*n_samples"):
         validate({"zoo": {"nsamples": 3}})
+
+
+def _keys(schema, prefix=""):
+    for key, sub in schema.get("properties", {}).items():
+        yield prefix + key
+        if sub.get("type") == "object" and key != "space":
+            yield from _keys(sub, prefix + key + ".")
+
+
+def test_every_config_key_is_documented():
+    from nnmanifold.config import load_schema
+
+    text = (Path(__file__).parent.parent / "config" / "README.md").read_text()
+    undocumented = [k for k in _keys(load_schema()) if f"`{k.split('.')[-1]}`" not in text]
+    assert not undocumented

@@ -15,6 +15,21 @@ from nnmanifold import UserError
 log = logging.getLogger("nnmanifold")
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
+#: Zoo table columns that describe a configuration (the seed is not a hyperparameter here).
+HYPERPARAMETERS = (
+    "arch",
+    "depth",
+    "width",
+    "channels",
+    "activation",
+    "dropout",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "momentum",
+    "batch_size",
+    "epochs",
+)
 
 
 def command(func: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
@@ -92,6 +107,217 @@ def cmd_train(args: argparse.Namespace) -> None:
     storage.write_json(args.manifest, results)
 
 
+@command
+def cmd_features(args: argparse.Namespace) -> None:
+    """Characterise each trained model of one training job; write features and diagrams."""
+    from nnmanifold import features, storage
+    from nnmanifold.diffusion import kernel, normalize, transition_matrix
+
+    geo, feat = json.loads(args.geometry), json.loads(args.features)
+    settings = _operator_settings(geo)
+    probe = storage.read_probe(args.probe)
+    rows = []
+    for entry in storage.read_json(args.manifest):
+        mid = entry["model_id"]
+        row = {"model_id": mid, "status": entry["status"]}
+        if entry["status"] == "ok":
+            X, _ = storage.read_activations(
+                args.results / "models" / mid / "activations.h5", geo["layer"], probe["hash"]
+            )
+            values, diagrams = features.compute_features(
+                normalize(X, settings.normalization),
+                probe["labels"],
+                transition_matrix(X, settings),
+                W=kernel(X, settings),
+                t=settings.t,
+                max_points=feat["max_points"],
+                h1_threshold=feat["h1_threshold"],
+                seed=feat["seed"],
+            )
+            features.save_diagrams(args.results / "models" / mid / "diagrams.npz", diagrams)
+            storage.write_json(args.results / "models" / mid / "features.json", values)
+            row.update(values)
+        rows.append(row)
+    storage.write_json(args.out, rows)
+
+
+@command
+def cmd_distances(args: argparse.Namespace) -> None:
+    """Network distance matrix ||P_i^t - P_j^t||_F over the models that trained ok (cached)."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from nnmanifold import distances, storage
+    from nnmanifold.diffusion import degeneracy_warning, kernel_diagnostics, transition_matrix
+
+    geo = json.loads(args.geometry)
+    settings = _operator_settings(geo)
+    probe = storage.read_probe(args.probe)
+    models = _manifest_table(args.manifests)
+    ok = models[models["status"] == "ok"]
+    storage.write_csv(args.excluded, models[models["status"] != "ok"])
+    if len(models) > len(ok):
+        log.warning(
+            "%d models excluded from the geometry (see %s)", len(models) - len(ok), args.excluded
+        )
+    geometry_dir = args.out.parent
+    store = distances.OperatorStore(
+        geometry_dir / "operators.h5", settings, probe["hash"], geo["layer"] or "penultimate"
+    )
+    diagnostics = []
+    for mid in tqdm(ok["model_id"], desc="operators", unit="model", file=sys.stderr):
+        X, _ = storage.read_activations(
+            args.results / "models" / mid / "activations.h5", geo["layer"], probe["hash"]
+        )
+        store.add(mid, X)
+        diag = kernel_diagnostics(transition_matrix(X, settings))
+        if message := degeneracy_warning(diag, mid):
+            log.warning("%s", message)
+        diagnostics.append({"model_id": mid, **diag})
+    storage.write_csv(args.diagnostics, pd.DataFrame(diagnostics))
+    result = distances.distance_matrix(
+        store,
+        list(ok["model_id"]),
+        memory_budget_bytes=geo["memory_budget_mb"] * 2**20,
+        cache_path=geometry_dir / "distance_cache.h5",
+        device=geo["device"],
+    )
+    log.info("%d x %d distances, %d pairs computed", len(ok), len(ok), result.n_computed)
+    attrs = {**store.attrs, "versions": json.dumps(storage.library_versions())}
+    distances.write_distances(args.out, result.distances, result.model_ids, attrs)
+
+
+@command
+def cmd_embed(args: argparse.Namespace) -> None:
+    """PHATE map of the network distance, joined with accuracy, hyperparameters and features."""
+    import pandas as pd
+
+    from nnmanifold import embedding, storage
+    from nnmanifold.distances import read_distances
+
+    emb = json.loads(args.embedding)
+    D, ids, _ = read_distances(args.distances)
+    coords = embedding.phate_embedding(
+        D, emb["n_components"], emb["knn"], emb["decay"], emb["seed"]
+    )
+    metrics = _manifest_table(args.manifests)
+    feats = _manifest_table(args.features).drop(columns=["status"])
+    table = embedding.embedding_table(coords, ids, pd.read_csv(args.zoo), metrics)
+    storage.write_csv(args.out, table.merge(feats, on="model_id", how="left"))
+
+
+@command
+def cmd_topology(args: argparse.Namespace) -> None:
+    """Wasserstein distances between the models' H1 persistence diagrams, and their PHATE map."""
+    import pandas as pd
+
+    from nnmanifold import embedding, features, storage
+    from nnmanifold.distances import write_distances
+
+    table = pd.read_csv(args.embedding)
+    ok = table[table["status"] == "ok"]
+    diagrams = [
+        features.load_diagrams(args.results / "models" / mid / "diagrams.npz")
+        for mid in ok["model_id"]
+    ]
+    W = features.persistence_distances(diagrams, dim=1)
+    write_distances(args.out, W, list(ok["model_id"]), {"diagram_dimension": 1})
+    emb = json.loads(args.embedding_params)
+    coords = embedding.phate_embedding(
+        W, emb["n_components"], emb["knn"], emb["decay"], emb["seed"]
+    )
+    cols = [f"phate_{i + 1}" for i in range(coords.shape[1])]
+    placed = ok.drop(columns=[c for c in ok.columns if c.startswith("phate_")])
+    storage.write_csv(args.map, placed.assign(**dict(zip(cols, coords.T, strict=True))))
+
+
+@command
+def cmd_stats(args: argparse.Namespace) -> None:
+    """Relate features and the map to accuracy: correlations, smoothness, k-NN prediction."""
+    import pandas as pd
+
+    from nnmanifold import stats, storage
+    from nnmanifold.distances import read_distances
+    from nnmanifold.features import FEATURE_NAMES
+
+    cfg = json.loads(args.stats)
+    D, ids, _ = read_distances(args.distances)
+    table = pd.read_csv(args.embedding).set_index("model_id").loc[ids]
+    accuracy = table["test_accuracy"].to_numpy()
+    feats = table[list(FEATURE_NAMES)]
+    corr = stats.feature_correlations(feats, accuracy, cfg["n_bootstrap"], cfg["seed"])
+    storage.write_csv(args.correlations, corr)
+    hyper = table[[c for c in HYPERPARAMETERS if c in table]].dropna(axis=1, how="all")
+    info = stats.map_informativeness(
+        D, accuracy, feats, hyper, k=cfg["knn"], n_perm=cfg["n_permutations"], seed=cfg["seed"]
+    )
+    storage.write_csv(args.informativeness, info)
+    log.info("map informativeness:\n%s", info.to_string(index=False))
+
+
+def _operator_settings(geometry: dict):
+    from nnmanifold.diffusion import OperatorSettings
+
+    return OperatorSettings(geometry["sigma"], geometry["normalization"], geometry["t"])
+
+
+def _manifest_table(paths: Sequence[Path]):
+    """Rows of several job manifests (JSON lists of per-model records) as one table."""
+    import pandas as pd
+
+    from nnmanifold import storage
+
+    return pd.DataFrame([row for path in paths for row in storage.read_json(path)])
+
+
+@command
+def cmd_figures(args: argparse.Namespace) -> None:
+    """Paper figures (PNG + PDF) of the map, the features and the statistics."""
+    import pandas as pd
+
+    from nnmanifold import features, plots
+    from nnmanifold.distances import read_distances
+
+    out = args.out
+    table = pd.read_csv(args.embedding)
+    ok = table[table["status"] == "ok"]
+    D, ids, _ = read_distances(args.distances)
+    corr = pd.read_csv(args.correlations)
+    accuracy = ok.set_index("model_id").loc[ids, "test_accuracy"].to_numpy()
+    ranked = ok.sort_values("test_accuracy")
+    best, worst = ranked["model_id"].iloc[-1], ranked["model_id"].iloc[0]
+    diagrams = [
+        features.load_diagrams(args.results / "models" / m / "diagrams.npz") for m in (best, worst)
+    ]
+    varying = [c for c in HYPERPARAMETERS if c in ok and ok[c].nunique() > 1]
+    figures = {
+        "map_accuracy": plots.map_by(ok, "test_accuracy"),
+        "map_features": plots.map_facets(ok, list(features.FEATURE_NAMES)),
+        "map_hyperparameters": plots.map_facets(ok, varying or ["seed"]),
+        "features_vs_accuracy": plots.features_vs_accuracy(ok, corr),
+        "distance_heatmap": plots.distance_heatmap(D, ids, accuracy),
+        "persistence": plots.persistence_diagrams(
+            *diagrams,
+            labels=[
+                f"{kind}: {m} ({acc:.0%})"
+                for kind, m, acc in zip(
+                    ("best", "worst"),
+                    (best, worst),
+                    ranked["test_accuracy"].iloc[[-1, 0]],
+                    strict=True,
+                )
+            ],
+        ),
+        "informativeness": plots.informativeness(pd.read_csv(args.informativeness)),
+        "map_topology": plots.map_by(
+            pd.read_csv(args.topology_map), "test_accuracy", title="map of H1 Wasserstein distances"
+        ),
+        "summary": plots.summary(ok, D, ids, corr),
+    }
+    for name, fig in figures.items():
+        plots.save(fig, out / f"{name}.png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnmanifold",
@@ -121,6 +347,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--jobs-per-gpu", type=int, default=1, help="jobs sharing one GPU")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+
+    p = sub.add_parser("features", help=cmd_features.__doc__, description=cmd_features.__doc__)
+    p.add_argument("--manifest", required=True, type=Path, help="training job manifest (JSON)")
+    p.add_argument("--probe", required=True, type=Path, help="probe set (HDF5)")
+    p.add_argument("--results", required=True, type=Path, help="results folder")
+    p.add_argument("--geometry", required=True, help="the config's geometry section as JSON")
+    p.add_argument("--features", required=True, help="the config's features section as JSON")
+    p.add_argument("--out", required=True, type=Path, help="features manifest (JSON) to write")
+
+    p = sub.add_parser("distances", help=cmd_distances.__doc__, description=cmd_distances.__doc__)
+    p.add_argument("--manifests", required=True, nargs="+", type=Path, help="training manifests")
+    p.add_argument("--probe", required=True, type=Path, help="probe set (HDF5)")
+    p.add_argument("--results", required=True, type=Path, help="results folder")
+    p.add_argument("--geometry", required=True, help="the config's geometry section as JSON")
+    p.add_argument("--out", required=True, type=Path, help="distances (HDF5)")
+    p.add_argument("--excluded", required=True, type=Path, help="excluded models (CSV)")
+    p.add_argument("--diagnostics", required=True, type=Path, help="kernel diagnostics (CSV)")
+
+    p = sub.add_parser("embed", help=cmd_embed.__doc__, description=cmd_embed.__doc__)
+    p.add_argument("--distances", required=True, type=Path, help="distances (HDF5)")
+    p.add_argument("--zoo", required=True, type=Path, help="zoo table (CSV)")
+    p.add_argument("--manifests", required=True, nargs="+", type=Path, help="training manifests")
+    p.add_argument("--features", required=True, nargs="+", type=Path, help="feature manifests")
+    p.add_argument("--embedding", required=True, help="the config's embedding section as JSON")
+    p.add_argument("--out", required=True, type=Path, help="embedding table (CSV)")
+
+    p = sub.add_parser("topology", help=cmd_topology.__doc__, description=cmd_topology.__doc__)
+    p.add_argument("--embedding", required=True, type=Path, help="embedding table (CSV)")
+    p.add_argument("--results", required=True, type=Path, help="results folder")
+    p.add_argument("--embedding-params", required=True, help="embedding section as JSON")
+    p.add_argument("--out", required=True, type=Path, help="Wasserstein distances (HDF5)")
+    p.add_argument("--map", required=True, type=Path, help="PHATE map of them (CSV)")
+
+    p = sub.add_parser("stats", help=cmd_stats.__doc__, description=cmd_stats.__doc__)
+    p.add_argument("--embedding", required=True, type=Path, help="embedding table (CSV)")
+    p.add_argument("--distances", required=True, type=Path, help="distances (HDF5)")
+    p.add_argument("--stats", required=True, help="the config's stats section as JSON")
+    p.add_argument("--correlations", required=True, type=Path, help="feature correlations (CSV)")
+    p.add_argument("--informativeness", required=True, type=Path, help="map statistics (CSV)")
+
+    p = sub.add_parser("figures", help=cmd_figures.__doc__, description=cmd_figures.__doc__)
+    p.add_argument("--embedding", required=True, type=Path, help="embedding table (CSV)")
+    p.add_argument("--distances", required=True, type=Path, help="distances (HDF5)")
+    p.add_argument("--correlations", required=True, type=Path, help="feature correlations (CSV)")
+    p.add_argument("--informativeness", required=True, type=Path, help="map statistics (CSV)")
+    p.add_argument("--topology-map", required=True, type=Path, help="Wasserstein map (CSV)")
+    p.add_argument("--results", required=True, type=Path, help="results folder")
+    p.add_argument("--out", required=True, type=Path, help="folder for the figures")
     return parser
 
 

@@ -68,10 +68,11 @@ def _gram(A: np.ndarray, B: np.ndarray | None, device: str) -> np.ndarray:
 
 def _centred_distances(A: np.ndarray, B: np.ndarray | None, device: str) -> np.ndarray:
     """Distances between rows already centred on one reference; B None means A with itself."""
-    sq_a = np.einsum("ij,ij->i", A, A)
+    G = _gram(A, B, device)
+    sq_a = np.diag(G).copy() if B is None else np.einsum("ij,ij->i", A, A)
     sq_b = sq_a if B is None else np.einsum("ij,ij->i", B, B)
     scale = sq_a[:, None] + sq_b[None, :]
-    D2 = scale - 2.0 * _gram(A, B, device)
+    D2 = scale - 2.0 * G
     suspect = D2 <= RECOMPUTE_RATIO * scale
     if B is None:
         suspect = np.triu(suspect, k=1)
@@ -106,8 +107,11 @@ class OperatorStore:
             "t": settings.t,
         }
         if self.path.exists():
-            with self._open("r") as fh:
-                found = {key: fh.attrs.get(key) for key in FINGERPRINT_KEYS}
+            try:
+                with self._open("r") as fh:
+                    found = {key: fh.attrs.get(key) for key in FINGERPRINT_KEYS}
+            except CorruptFileError as err:
+                found = {"unreadable": str(err)}
             if _matches(found, self.attrs):
                 return
             log.warning("%s holds operators for %s; starting it afresh", self.path, found)
@@ -220,6 +224,9 @@ def distance_matrix(
 ) -> DistanceResult:
     """All pairwise network distances, streamed from the store in blocks that fit the budget.
 
+    ``memory_budget_bytes`` bounds the working memory: two blocks of operators, room for four
+    more operators (temporaries, HDF5 buffers) and the N x N matrices.
+
     With ``cache_path`` the previous result is reused: only pairs involving models that are new
     or whose operator changed are computed, and the cache is rewritten with this result. A cache
     for other settings, probe set or layer is ignored.
@@ -271,11 +278,12 @@ def _fill_new_rows(
     if n_old == len(ids):
         return 0
     m = store.n_entries()
-    rows = min(len(ids) - n_old, budget // (2 * 8 * m) - 1)
+    fixed = 3 * D.nbytes + 4 * 8 * m
+    rows = min(len(ids) - n_old, (budget - fixed) // (2 * 8 * m))
     if rows < 1:
         raise ValueError(
-            f"memory_budget_bytes={budget} cannot hold the blocks for operators of {m} entries; "
-            f"raise it to at least {4 * 8 * m}"
+            f"memory_budget_bytes={budget} cannot hold two operators of {m} entries and the "
+            f"{len(ids)}x{len(ids)} result; raise it to at least {fixed + 2 * 8 * m}"
         )
     buffer_a = np.empty((rows, m))
     buffer_b = np.empty((rows, m))

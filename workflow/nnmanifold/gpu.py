@@ -11,7 +11,6 @@ import fcntl
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +26,8 @@ def visible_gpu_count() -> int:
 
 
 def default_lock_dir() -> Path:
-    return Path(tempfile.gettempdir()) / f"nnmanifold-gpu-slots-{os.getuid()}"
+    """Per-user folder of slot locks on this node; fixed, since each job may get its own TMPDIR."""
+    return Path("/tmp") / f"nnmanifold-gpu-slots-{os.getuid()}"
 
 
 def claim_device(
@@ -41,6 +41,8 @@ def claim_device(
     Returns the device index, or None when the device is already chosen or there is no GPU.
     Slots fill across devices first, so N jobs on N GPUs get one GPU each.
     """
+    if jobs_per_gpu < 1:
+        raise ValueError(f"jobs_per_gpu must be at least 1, got {jobs_per_gpu}")
     if "CUDA_VISIBLE_DEVICES" in os.environ:
         return None
     n_devices = visible_gpu_count() if n_devices is None else n_devices

@@ -15,6 +15,10 @@ import pandas as pd
 from nnmanifold import UserError
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 class CorruptFileError(UserError):
     """A result file exists but is truncated, corrupt or from a different run."""
 
@@ -29,6 +33,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; results are ordinary files
     tmp_path = Path(tmp)
     try:
         yield tmp_path

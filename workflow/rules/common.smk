@@ -27,7 +27,15 @@ wildcard_constraints:
 
 
 def final_targets():
+    return [f"{R}/figures/summary.png", f"{R}/stats/map_informativeness.csv"]
+
+
+def train_manifests():
     return [f"{R}/train/{b}.json" for b in BATCHES]
+
+
+def feature_manifests():
+    return [f"{R}/features/{b}.json" for b in BATCHES]
 
 
 def train_gpus():

@@ -29,4 +29,4 @@ rule train:
 rule trained:
     input:
         f"{R}/zoo.csv",
-        expand(f"{R}/train/{{batch}}.json", batch=BATCHES),
+        train_manifests(),

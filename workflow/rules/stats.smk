@@ -1,0 +1,17 @@
+rule stats:
+    input:
+        embedding=f"{R}/geometry/embedding.csv",
+        distances=f"{R}/geometry/distances.h5",
+    output:
+        correlations=f"{R}/stats/feature_correlations.csv",
+        informativeness=f"{R}/stats/map_informativeness.csv",
+    log:
+        f"{R}/logs/stats.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        stats=json.dumps(config["stats"]),
+    shell:
+        "python -m nnmanifold stats --embedding {input.embedding} --distances {input.distances}"
+        " --stats {params.stats:q} --correlations {output.correlations}"
+        " --informativeness {output.informativeness} > {log} 2>&1"
