@@ -2,6 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 CORES ?= all
+RESULTS ?= results
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 PIP = $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
@@ -10,6 +11,7 @@ PIP = $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c c
 
 run: $(VENV)/.installed
 	snakemake --cores $(CORES)
+	snakemake --report $(RESULTS)/report.html
 
 test: $(VENV)/.installed-test
 	pytest

@@ -271,6 +271,38 @@ def _manifest_table(paths: Sequence[Path]):
 
 
 @command
+def cmd_sensitivity(args: argparse.Namespace) -> None:
+    """Sweep sigma, normalisation, t and layer; report how informative the map stays."""
+    from nnmanifold import plots, sensitivity, storage
+
+    cfg, st = json.loads(args.sensitivity), json.loads(args.stats)
+    probe = storage.read_probe(args.probe)
+    models = _manifest_table(args.manifests)
+    ok = models[models["status"] == "ok"]
+    files = [args.results / "models" / m / "activations.h5" for m in ok["model_id"]]
+    layer_sets = [set(storage.read_activations(f)[1]["layer_order"]) for f in files]
+    layers = [None, *sorted(set.intersection(*layer_sets))]
+    representations = {
+        layer or "penultimate": [
+            storage.read_activations(f, layer, probe["hash"])[0] for f in files
+        ]
+        for layer in layers
+    }
+    table = sensitivity.sweep(
+        representations,
+        ok["test_accuracy"].to_numpy(),
+        cfg["sigmas"],
+        cfg["normalizations"],
+        cfg["ts"],
+        k=st["knn"],
+        n_perm=st["n_permutations"],
+        seed=st["seed"],
+    )
+    storage.write_csv(args.out, table)
+    plots.save(plots.sensitivity(table), args.figure)
+
+
+@command
 def cmd_figures(args: argparse.Namespace) -> None:
     """Paper figures (PNG + PDF) of the map, the features and the statistics."""
     import pandas as pd
@@ -386,6 +418,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", required=True, help="the config's stats section as JSON")
     p.add_argument("--correlations", required=True, type=Path, help="feature correlations (CSV)")
     p.add_argument("--informativeness", required=True, type=Path, help="map statistics (CSV)")
+
+    p = sub.add_parser(
+        "sensitivity", help=cmd_sensitivity.__doc__, description=cmd_sensitivity.__doc__
+    )
+    p.add_argument("--manifests", required=True, nargs="+", type=Path, help="training manifests")
+    p.add_argument("--probe", required=True, type=Path, help="probe set (HDF5)")
+    p.add_argument("--results", required=True, type=Path, help="results folder")
+    p.add_argument("--sensitivity", required=True, help="the config's sensitivity section (JSON)")
+    p.add_argument("--stats", required=True, help="the config's stats section as JSON")
+    p.add_argument("--out", required=True, type=Path, help="sweep table (CSV)")
+    p.add_argument("--figure", required=True, type=Path, help="sweep figure (PNG, PDF beside)")
 
     p = sub.add_parser("figures", help=cmd_figures.__doc__, description=cmd_figures.__doc__)
     p.add_argument("--embedding", required=True, type=Path, help="embedding table (CSV)")

@@ -77,7 +77,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
             f"(allowed: {', '.join(allowed)})"
         )
     if error.validator == "oneOf":
-        return f"- config key '{key}': {error.instance!r} is neither a list of values nor a range"
+        return f"- config key '{key}': {error.instance!r} is not one of the allowed forms"
     return f"- config key '{key}': {error.message}"
 
 

@@ -22,7 +22,7 @@ MAX_NEIGHBOUR_FRACTION = 0.9
 class OperatorSettings:
     """How a representation becomes a diffusion operator (METHOD.md sections 1-2)."""
 
-    sigma: float = 0.5
+    sigma: float | str = 0.5  # or "median": each network's median pairwise distance
     normalization: str = "l2"
     t: int = 1
 
@@ -31,16 +31,21 @@ class OperatorSettings:
             raise ValueError(
                 f"normalization={self.normalization!r} is not one of {', '.join(NORMALIZATIONS)}"
             )
-        if (
+        if self.sigma == "median":
+            pass
+        elif (
             isinstance(self.sigma, bool)
             or not isinstance(self.sigma, numbers.Real)
             or not np.isfinite(self.sigma)
             or self.sigma <= 0
         ):
-            raise ValueError(f"sigma={self.sigma!r} must be a finite number > 0 (default 0.5)")
+            raise ValueError(
+                f"sigma={self.sigma!r} must be a finite number > 0 or 'median' (default 0.5)"
+            )
         if isinstance(self.t, bool) or not isinstance(self.t, numbers.Integral) or self.t < 1:
             raise ValueError(f"t={self.t!r} must be an integer >= 1 (diffusion steps, default 1)")
-        object.__setattr__(self, "sigma", float(self.sigma))
+        if self.sigma != "median":
+            object.__setattr__(self, "sigma", float(self.sigma))
         object.__setattr__(self, "t", int(self.t))
 
     def key(self) -> str:
@@ -78,19 +83,28 @@ def squared_distances(X: np.ndarray, normalization: str = "l2") -> np.ndarray:
     np.maximum(D2, 0.0, out=D2)
     np.fill_diagonal(D2, 0.0)
     if normalization == "median":
-        median = np.median(np.sqrt(D2[~np.eye(len(D2), dtype=bool)]))
-        if median <= 0:
-            raise ValueError(
-                "median off-diagonal distance is 0 (most probe points have identical "
-                "representations); use normalization 'l2' or 'standardize'"
-            )
-        D2 /= median**2
+        D2 /= _median_off_diagonal(D2)
     return D2
 
 
 def kernel(X: np.ndarray, settings: OperatorSettings) -> np.ndarray:
-    """Dense Gaussian affinities W = exp(-D^2 / (2 sigma^2)), diagonal kept."""
-    return np.exp(-squared_distances(X, settings.normalization) / (2.0 * settings.sigma**2))
+    """Dense Gaussian affinities W = exp(-D^2 / (2 sigma^2)), diagonal kept.
+
+    ``sigma="median"`` uses the network's own median off-diagonal distance as sigma.
+    """
+    D2 = squared_distances(X, settings.normalization)
+    sigma2 = settings.sigma**2 if settings.sigma != "median" else _median_off_diagonal(D2)
+    return np.exp(-D2 / (2.0 * sigma2))
+
+
+def _median_off_diagonal(D2: np.ndarray) -> float:
+    median = float(np.median(D2[~np.eye(len(D2), dtype=bool)]))
+    if median <= 0:
+        raise ValueError(
+            "median off-diagonal distance is 0 (most probe points have identical "
+            "representations); use normalization 'l2' or 'standardize'"
+        )
+    return median
 
 
 def transition_matrix(X: np.ndarray, settings: OperatorSettings) -> np.ndarray:

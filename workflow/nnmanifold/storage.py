@@ -14,7 +14,6 @@ import pandas as pd
 
 from nnmanifold import UserError
 
-
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 

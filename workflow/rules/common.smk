@@ -1,5 +1,8 @@
 import json
+import os
 import sys
+
+from snakemake.settings.types import DeploymentMethod
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")
 
@@ -16,10 +19,14 @@ SPECS = {s["model_id"]: s for s in zoo_lib.expand(config)}
 MODEL_IDS = list(SPECS)
 BATCHES = zoo_lib.batches(MODEL_IDS, config["train"]["models_per_job"])
 
-# The rules run `python -m nnmanifold ...`; this finds the package in conda envs too.
-shell.prefix(
+# The rules run `python -m nnmanifold ...`: find the package from its source folder, and run the
+# Python that runs Snakemake (the project's venv) unless rules get conda environments.
+_prefix = (
     f"export PYTHONPATH={workflow.basedir}/workflow${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 )
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    _prefix += f"export PATH={os.path.dirname(sys.executable)}:$PATH; "
+shell.prefix(_prefix)
 
 
 wildcard_constraints:
@@ -27,7 +34,10 @@ wildcard_constraints:
 
 
 def final_targets():
-    return [f"{R}/figures/summary.png", f"{R}/stats/map_informativeness.csv"]
+    targets = [f"{R}/figures/summary.png", f"{R}/stats/map_informativeness.csv"]
+    if config["sensitivity"]["in_default_run"]:
+        targets.append(f"{R}/stats/sensitivity.csv")
+    return targets
 
 
 def train_manifests():

@@ -44,7 +44,7 @@ rule figures:
         informativeness=report(
             f"{R}/figures/informativeness.png",
             caption="../report/informativeness.rst",
-            category="Statistics",
+            category="Informativeness",
         ),
         map_topology=report(
             f"{R}/figures/map_topology.png",

@@ -3,8 +3,16 @@ rule stats:
         embedding=f"{R}/geometry/embedding.csv",
         distances=f"{R}/geometry/distances.h5",
     output:
-        correlations=f"{R}/stats/feature_correlations.csv",
-        informativeness=f"{R}/stats/map_informativeness.csv",
+        correlations=report(
+            f"{R}/stats/feature_correlations.csv",
+            caption="../report/feature_correlations.rst",
+            category="Informativeness",
+        ),
+        informativeness=report(
+            f"{R}/stats/map_informativeness.csv",
+            caption="../report/map_informativeness.rst",
+            category="Informativeness",
+        ),
     log:
         f"{R}/logs/stats.log",
     conda:

@@ -1,0 +1,57 @@
+"""How informative the map is across operator settings: sigma x normalisation x t x layer."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from nnmanifold import stats
+from nnmanifold.diffusion import OperatorSettings, kernel_diagnostics, transition_matrix
+from nnmanifold.distances import pairwise_frobenius
+
+
+def sweep(
+    representations: Mapping[str, Sequence[np.ndarray]],
+    accuracy: np.ndarray,
+    sigmas: Sequence[float | str],
+    normalizations: Sequence[str],
+    ts: Sequence[int],
+    k: int = 5,
+    n_perm: int = 999,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per (layer, sigma, normalisation, t): kernel diagnostics, LOO R^2 and smoothness.
+
+    ``representations`` maps a layer name to each model's (n, d) representation, in the order of
+    ``accuracy``. One-step operators are built once per (layer, sigma, normalisation) and raised
+    to every t.
+    """
+    rows = []
+    for layer, sigma, norm in itertools.product(representations, sigmas, normalizations):
+        one_step = [
+            transition_matrix(X, OperatorSettings(sigma, norm)) for X in representations[layer]
+        ]
+        diag = pd.DataFrame([kernel_diagnostics(P) for P in one_step]).mean()
+        for t in ts:
+            ops = np.stack([np.linalg.matrix_power(P, t) for P in one_step])
+            D = pairwise_frobenius(ops, device="cpu")
+            fit = stats.loo_knn_r2_permutation(D, accuracy, k=k, n_perm=n_perm, seed=seed)
+            smooth = stats.smoothness_test(D, accuracy, k=k, n_perm=n_perm, seed=seed)
+            rows.append(
+                {
+                    "layer": layer,
+                    "sigma": sigma,
+                    "normalization": norm,
+                    "t": t,
+                    "r2": fit["r2"],
+                    "r2_p": fit["p_value"],
+                    "smoothness_energy": smooth["energy"],
+                    "smoothness_p": smooth["p_value"],
+                    "mean_diagonal_mass": diag["mean_diagonal_mass"],
+                    "effective_neighbours": diag["effective_neighbours"],
+                }
+            )
+    return pd.DataFrame(rows)
