@@ -15,6 +15,8 @@ from nnmanifold import UserError
 log = logging.getLogger("nnmanifold")
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
+FEATURE_FILES = ("features.json", "diagrams.npz")
+MANIFEST_KEYS = ("model_id", "status", "reason", "test_accuracy")
 #: Zoo table columns that describe a configuration (the seed is not a hyperparameter here).
 HYPERPARAMETERS = (
     "arch",
@@ -103,7 +105,9 @@ def cmd_train(args: argparse.Namespace) -> None:
             train.model_dir(args.results, spec["model_id"]),
             accelerator=args.accelerator,
         )
-        results.append({k: m[k] for k in ("model_id", "status", "reason", "test_accuracy")})
+        out = train.model_dir(args.results, spec["model_id"])
+        files = [str(out / name) for name in train.OUTPUTS]
+        results.append({**{k: m[k] for k in MANIFEST_KEYS}, "files": files})
     storage.write_json(args.manifest, results)
 
 
@@ -134,9 +138,11 @@ def cmd_features(args: argparse.Namespace) -> None:
                 h1_threshold=feat["h1_threshold"],
                 seed=feat["seed"],
             )
-            features.save_diagrams(args.results / "models" / mid / "diagrams.npz", diagrams)
-            storage.write_json(args.results / "models" / mid / "features.json", values)
+            out = args.results / "models" / mid
+            features.save_diagrams(out / "diagrams.npz", diagrams)
+            storage.write_json(out / "features.json", values)
             row.update(values)
+            row["files"] = [str(out / name) for name in FEATURE_FILES]
         rows.append(row)
     storage.write_json(args.out, rows)
 
@@ -267,7 +273,8 @@ def _manifest_table(paths: Sequence[Path]):
 
     from nnmanifold import storage
 
-    return pd.DataFrame([row for path in paths for row in storage.read_json(path)])
+    rows = [row for path in paths for row in storage.read_json(path)]
+    return pd.DataFrame(rows).drop(columns=["files"], errors="ignore")
 
 
 @command

@@ -25,15 +25,23 @@ def sweep(
 ) -> pd.DataFrame:
     """One row per (layer, sigma, normalisation, t): kernel diagnostics, LOO R^2 and smoothness.
 
+    A setting that cannot be computed (say, sigma "median" on a collapsed representation) gets a
+    row with empty statistics and the reason in ``note``.
+
     ``representations`` maps a layer name to each model's (n, d) representation, in the order of
     ``accuracy``. One-step operators are built once per (layer, sigma, normalisation) and raised
     to every t.
     """
     rows = []
     for layer, sigma, norm in itertools.product(representations, sigmas, normalizations):
-        one_step = [
-            transition_matrix(X, OperatorSettings(sigma, norm)) for X in representations[layer]
-        ]
+        setting = {"layer": layer, "sigma": sigma, "normalization": norm}
+        try:
+            one_step = [
+                transition_matrix(X, OperatorSettings(sigma, norm)) for X in representations[layer]
+            ]
+        except ValueError as err:  # e.g. a median distance of 0 for a collapsed network
+            rows += [{**setting, "t": t, "note": str(err)} for t in ts]
+            continue
         diag = pd.DataFrame([kernel_diagnostics(P) for P in one_step]).mean()
         for t in ts:
             ops = np.stack([np.linalg.matrix_power(P, t) for P in one_step])
@@ -42,9 +50,7 @@ def sweep(
             smooth = stats.smoothness_test(D, accuracy, k=k, n_perm=n_perm, seed=seed)
             rows.append(
                 {
-                    "layer": layer,
-                    "sigma": sigma,
-                    "normalization": norm,
+                    **setting,
                     "t": t,
                     "r2": fit["r2"],
                     "r2_p": fit["p_value"],

@@ -57,6 +57,13 @@ def read_json(path: str | os.PathLike) -> Any:
         raise CorruptFileError(f"{path} is not valid JSON ({err}); delete it and rerun") from err
 
 
+def missing_files(manifest: str | os.PathLike) -> list[str]:
+    """Per-model files a job manifest lists that no longer exist (stat only: cheap at start-up)."""
+    return [
+        p for entry in read_json(manifest) for p in entry.get("files", []) if not os.path.exists(p)
+    ]
+
+
 def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:
     """Write a table as CSV, atomically."""
     with atomic_path(path) as tmp:

@@ -21,6 +21,8 @@ from nnmanifold.data import ArrayDataModule, Dataset
 from nnmanifold.models import Classifier
 
 log = logging.getLogger(__name__)
+#: Per-model files a training job writes (checkpoints aside), listed in its manifest.
+OUTPUTS = ("activations.h5", "metrics.json")
 # Lightning's start-up banners (devices, tips) repeat for every model and bury the useful lines.
 for _name in ("pytorch_lightning", "lightning_fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)

@@ -1,13 +1,16 @@
 import json
 import os
 import sys
+from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")
 
 from nnmanifold import zoo as zoo_lib
 from nnmanifold.config import ConfigError, validate
+from nnmanifold.storage import missing_files
 
 try:
     config.update(validate(config))
@@ -29,6 +32,20 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
 shell.prefix(_prefix)
 
 
+def warn_missing(folder):
+    """Name per-model files that a finished job's manifest lists but that were deleted."""
+    for manifest in sorted(Path(folder).glob("*.json")):
+        if missing := missing_files(manifest):
+            logger.warning(
+                f"{', '.join(missing)} listed in {manifest} no longer exist; to regenerate: "
+                f"snakemake --forcerun {manifest}"
+            )
+
+
+warn_missing(f"{R}/train")
+warn_missing(f"{R}/features")
+
+
 wildcard_constraints:
     batch="[0-9a-f]{10}",
 
@@ -42,6 +59,17 @@ def final_targets():
 
 def train_manifests():
     return [f"{R}/train/{b}.json" for b in BATCHES]
+
+
+def previous_outputs(wildcards):
+    """A training job's per-model files from an earlier run, so that a file changed or
+    truncated since (newer than the job's manifest) makes the job rerun."""
+    paths = [
+        f"{R}/models/{model}/{name}"
+        for model in BATCHES[wildcards.batch]
+        for name in ("activations.h5", "metrics.json")
+    ]
+    return [p for p in paths if os.path.exists(p)]
 
 
 def feature_manifests():

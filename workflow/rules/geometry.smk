@@ -13,6 +13,7 @@ rule distances:
     conda:
         "../../envs/analysis.yaml"
     params:
+        models=MODEL_IDS,
         results=R,
         geometry=json.dumps(config["geometry"]),
     shell:

@@ -4,6 +4,7 @@
 rule train:
     input:
         probe=f"{R}/probe.h5",
+        previous=previous_outputs,
     output:
         f"{R}/train/{{batch}}.json",
     log:

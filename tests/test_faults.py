@@ -1,0 +1,172 @@
+"""Fault tolerance: killed writes, corrupt files, bad inputs, broken models, reproducibility."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import snakemake, write_config
+
+from nnmanifold import storage
+from nnmanifold.distances import read_distances
+
+
+def test_killed_write_leaves_no_file_at_the_target(tmp_path):
+    target = tmp_path / "activations.h5"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        import numpy as np
+        import h5py
+        from nnmanifold import storage
+        real = h5py.Group.create_dataset
+        def dying(self, name, **kw):
+            if name == "fc2":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(self, name, **kw)
+        h5py.Group.create_dataset = dying
+        layers = {{"fc1": np.ones((10, 4)), "fc2": np.ones((10, 4))}}
+        storage.write_activations({str(target)!r}, layers, model_id="m", probe_hash="h",
+                                  status="ok")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert not target.exists()  # only a hidden .part file may remain, never the result name
+    assert all(p.name.startswith(".activations.h5.") for p in tmp_path.iterdir())
+
+
+def test_truncated_activations_file_gives_a_clear_error(tmp_path):
+    path = tmp_path / "activations.h5"
+    storage.write_activations(
+        path, {"fc1": np.ones((50, 8))}, model_id="m", probe_hash="h", status="ok"
+    )
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(storage.CorruptFileError, match="activations.h5.*rerun"):
+        storage.read_activations(path)
+
+
+def test_activations_from_another_probe_set_are_refused(tmp_path):
+    path = tmp_path / "activations.h5"
+    storage.write_activations(
+        path, {"fc1": np.ones((5, 2))}, model_id="m", probe_hash="h1", status="ok"
+    )
+    with pytest.raises(storage.CorruptFileError, match="probe set"):
+        storage.read_activations(path, probe_hash="h2")
+
+
+def test_corrupt_json_is_named(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text('{"status": "o')
+    with pytest.raises(storage.CorruptFileError, match="metrics.json"):
+        storage.read_json(path)
+
+
+def test_checkpoint_loading_refuses_pickled_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    ckpt = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": Exploit()}, ckpt)
+    with pytest.raises(Exception, match="[Ww]eights only"):
+        torch.load(ckpt, weights_only=True)
+    assert not marker.exists()
+
+
+def _read_tables(workdir):
+    D, ids, attrs = read_distances(workdir / "results" / "geometry" / "distances.h5")
+    emb = pd.read_csv(workdir / "results" / "geometry" / "embedding.csv")
+    return D, ids, attrs, emb
+
+
+@pytest.fixture(scope="module")
+def mapped_zoo(tmp_path_factory):
+    """A finished tiny pipeline with one diverging model (5 models, 1 epoch)."""
+    from conftest import TINY
+
+    workdir = tmp_path_factory.mktemp("zoo")
+    config = json.loads(json.dumps(TINY))
+    config["zoo"]["space"]["lr"] = [0.3, 0.1, 0.03, 0.01, 1.0e10]
+    config["train"]["models_per_job"] = 2
+    write_config(workdir, config)
+    snakemake(workdir)
+    return workdir, config
+
+
+def test_diverged_model_is_excluded_with_its_reason(mapped_zoo):
+    workdir, _ = mapped_zoo
+    excluded = pd.read_csv(workdir / "results" / "geometry" / "excluded.csv")
+    assert list(excluded["status"]) == ["diverged"]
+    assert "non-finite" in excluded["reason"][0]
+    D, ids, attrs, emb = _read_tables(workdir)
+    assert len(ids) == 4 and excluded["model_id"][0] not in ids
+    row = emb[emb["model_id"] == excluded["model_id"][0]].iloc[0]
+    assert row["status"] == "diverged" and np.isnan(row["phate_1"])
+    assert "torch" in json.loads(attrs["versions"])
+    assert (workdir / "results" / "figures" / "summary.png").stat().st_size > 10_000
+
+
+def test_two_clean_runs_give_identical_geometry(mapped_zoo, tmp_path):
+    first, config = mapped_zoo
+    write_config(tmp_path, config)
+    snakemake(tmp_path)
+    D1, ids1, _, emb1 = _read_tables(first)
+    D2, ids2, _, emb2 = _read_tables(tmp_path)
+    assert ids1 == ids2
+    np.testing.assert_array_equal(D1, D2)
+    cols = ["model_id", "phate_1", "phate_2", "test_accuracy"]
+    pd.testing.assert_frame_equal(emb1[cols], emb2[cols])
+
+
+def test_corrupted_activations_are_regenerated_on_rerun(mapped_zoo):
+    workdir, _ = mapped_zoo
+    victim = sorted((workdir / "results" / "models").glob("*/activations.h5"))[0]
+    before, _ = storage.read_activations(victim)
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 3])
+    plan = snakemake(workdir, "-n")
+    assert any(line.split()[:2] == ["train", "1"] for line in plan.stdout.splitlines())
+    snakemake(workdir)
+    after, _ = storage.read_activations(victim)
+    np.testing.assert_array_equal(before, after)
+    with h5py.File(victim) as f:
+        assert f.attrs["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"data": {"name": "npz", "npz_path": "bad.npz"}}, "y_train"),
+        ({"data": {"n_probe": 100000}}, "n_probe"),
+        ({"data": {"name": "mnist", "data_dir": "nowhere"}}, "data.download"),
+    ],
+)
+def test_bad_data_stops_before_training(tmp_path, change, message):
+    from conftest import TINY
+
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "bad.npz",
+        x_train=rng.normal(size=(30, 4)),
+        y_train=np.zeros(29, int),
+        x_test=rng.normal(size=(10, 4)),
+        y_test=np.zeros(10, int),
+    )
+    config = json.loads(json.dumps(TINY))
+    config["data"].update(change["data"])
+    write_config(tmp_path, config)
+    proc = snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    assert message in (tmp_path / "results" / "logs" / "probe.log").read_text()
+    assert not (tmp_path / "results" / "models").exists()
