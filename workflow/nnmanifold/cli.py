@@ -61,6 +61,25 @@ def cmd_zoo(args: argparse.Namespace) -> None:
 
 
 @command
+def cmd_provenance(args: argparse.Namespace) -> None:
+    """Record the run's validated config, its hash and the library versions."""
+    import hashlib
+
+    from nnmanifold import storage
+
+    config = json.loads(args.config)
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    storage.write_json(
+        args.out,
+        {
+            "config_hash": hashlib.sha256(canonical.encode()).hexdigest()[:16],
+            "config": config,
+            "versions": storage.library_versions(),
+        },
+    )
+
+
+@command
 def cmd_probe(args: argparse.Namespace) -> None:
     """Draw the class-balanced probe set from the test split and store it with its hash."""
     from nnmanifold import data, storage
@@ -372,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zoo", help=cmd_zoo.__doc__, description=cmd_zoo.__doc__)
     p.add_argument("--config", required=True, help="the validated config as JSON")
     p.add_argument("--out", required=True, type=Path, help="zoo table (CSV)")
+
+    p = sub.add_parser(
+        "provenance", help=cmd_provenance.__doc__, description=cmd_provenance.__doc__
+    )
+    p.add_argument("--config", required=True, help="the validated config as JSON")
+    p.add_argument("--out", required=True, type=Path, help="provenance record (JSON)")
 
     p = sub.add_parser("probe", help=cmd_probe.__doc__, description=cmd_probe.__doc__)
     p.add_argument("--data", required=True, help="the config's data section as JSON")

@@ -51,7 +51,11 @@ wildcard_constraints:
 
 
 def final_targets():
-    targets = [f"{R}/figures/summary.png", f"{R}/stats/map_informativeness.csv"]
+    targets = [
+        f"{R}/figures/summary.png",
+        f"{R}/stats/map_informativeness.csv",
+        f"{R}/provenance.json",
+    ]
     if config["sensitivity"]["in_default_run"]:
         targets.append(f"{R}/stats/sensitivity.csv")
     return targets

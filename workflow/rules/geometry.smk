@@ -6,7 +6,11 @@ rule distances:
         probe=f"{R}/probe.h5",
     output:
         distances=f"{R}/geometry/distances.h5",
-        excluded=f"{R}/geometry/excluded.csv",
+        excluded=report(
+            f"{R}/geometry/excluded.csv",
+            caption="../report/excluded.rst",
+            category="Zoo",
+        ),
         diagnostics=f"{R}/geometry/kernel_diagnostics.csv",
     log:
         f"{R}/logs/distances.log",

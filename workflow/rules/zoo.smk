@@ -22,3 +22,16 @@ rule probe:
         data=json.dumps(config["data"]),
     shell:
         "python -m nnmanifold probe --data {params.data:q} --out {output} > {log} 2>&1"
+
+
+rule provenance:
+    output:
+        f"{R}/provenance.json",
+    log:
+        f"{R}/logs/provenance.log",
+    conda:
+        "../../envs/train.yaml"
+    params:
+        config=json.dumps(config),
+    shell:
+        "python -m nnmanifold provenance --config {params.config:q} --out {output} > {log} 2>&1"
