@@ -11,7 +11,7 @@ rule features:
     conda:
         "../../envs/analysis.yaml"
     params:
-        results=R,
+        results=lambda w, input: Path(input.probe).parent,
         geometry=json.dumps(config["geometry"]),
         features=json.dumps(config["features"]),
     shell:

@@ -56,8 +56,8 @@ rule figures:
     conda:
         "../../envs/analysis.yaml"
     params:
-        results=R,
-        out=f"{R}/figures",
+        results=lambda w, input: Path(input.embedding).parents[1],
+        out=lambda w, output: Path(output.summary).parent,
     shell:
         "python -m nnmanifold figures --embedding {input.embedding}"
         " --distances {input.distances} --correlations {input.correlations}"

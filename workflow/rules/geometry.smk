@@ -18,7 +18,7 @@ rule distances:
         "../../envs/analysis.yaml"
     params:
         models=MODEL_IDS,
-        results=R,
+        results=lambda w, input: Path(input.probe).parent,
         geometry=json.dumps(config["geometry"]),
     shell:
         "python -m nnmanifold distances --manifests {input.manifests} --probe {input.probe}"
@@ -57,7 +57,7 @@ rule topology:
     conda:
         "../../envs/analysis.yaml"
     params:
-        results=R,
+        results=lambda w, input: Path(input[0]).parents[1],
         embedding=json.dumps(config["embedding"]),
     shell:
         "python -m nnmanifold topology --embedding {input} --results {params.results}"

@@ -15,7 +15,7 @@ rule sensitivity:
     conda:
         "../../envs/analysis.yaml"
     params:
-        results=R,
+        results=lambda w, input: Path(input.probe).parent,
         sensitivity=json.dumps(config["sensitivity"]),
         stats=json.dumps(config["stats"]),
     shell:

@@ -17,7 +17,7 @@ rule train:
     params:
         specs=lambda w: json.dumps([SPECS[i] for i in BATCHES[w.batch]]),
         data=json.dumps(config["data"]),
-        results=R,
+        results=lambda w, output: Path(output[0]).parents[1],
         accelerator=config["train"]["accelerator"],
         jobs_per_gpu=config["train"]["jobs_per_gpu"],
     shell:
