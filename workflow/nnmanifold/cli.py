@@ -11,27 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nnmanifold import UserError
+from nnmanifold.zoo import HYPERPARAMETERS
 
 log = logging.getLogger("nnmanifold")
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
 FEATURE_FILES = ("features.json", "diagrams.npz")
 MANIFEST_KEYS = ("model_id", "status", "reason", "test_accuracy")
-#: Zoo table columns that describe a configuration (the seed is not a hyperparameter here).
-HYPERPARAMETERS = (
-    "arch",
-    "depth",
-    "width",
-    "channels",
-    "activation",
-    "dropout",
-    "optimizer",
-    "lr",
-    "weight_decay",
-    "momentum",
-    "batch_size",
-    "epochs",
-)
 
 
 def command(func: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
@@ -112,19 +98,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = json.loads(args.data)
     datasets = {s["data"]["name"] for s in specs}
     if len(datasets) != 1:
-        raise SystemExit(f"one training job trains on one data set, got {sorted(datasets)}")
+        raise UserError(f"one training job trains on one data set, got {sorted(datasets)}")
     ds = data.load_dataset({**cfg, **specs[0]["data"]})
     probe = storage.read_probe(args.probe)
     results = []
     for spec in tqdm(specs, desc="training", unit="model", file=sys.stderr):
-        m = train.train_model(
-            spec,
-            ds,
-            probe,
-            train.model_dir(args.results, spec["model_id"]),
-            accelerator=args.accelerator,
-        )
         out = train.model_dir(args.results, spec["model_id"])
+        m = train.train_model(spec, ds, probe, out, accelerator=args.accelerator)
         files = [str(out / name) for name in train.OUTPUTS]
         results.append({**{k: m[k] for k in MANIFEST_KEYS}, "files": files})
     storage.write_json(args.manifest, results)

@@ -19,8 +19,10 @@ ARCH_KEYS = {
 }
 TRAIN_KEYS = ("optimizer", "lr", "weight_decay", "momentum", "batch_size", "epochs")
 INT_KEYS = {"depth", "width", "channels", "batch_size", "epochs"}
+#: What describes a configuration (the seed is not a hyperparameter here).
+HYPERPARAMETERS = ("arch", *ARCH_KEYS["cnn"], *TRAIN_KEYS)
 #: Columns of the zoo table, in order.
-COLUMNS = ("model_id", "dataset", "arch", *ARCH_KEYS["cnn"], *TRAIN_KEYS, "seed", "spec")
+COLUMNS = ("model_id", "dataset", *HYPERPARAMETERS, "seed", "spec")
 
 
 def model_id(spec: dict[str, Any]) -> str:
