@@ -1,0 +1,95 @@
+"""The workflow through profiles/slurm on a real single-node SLURM, started by .ci/slurm.sh."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pandas as pd
+import pytest
+from conftest import ROOT, SNAKEMAKE, write_config
+
+pytestmark = pytest.mark.slurm
+
+SLURM_SH = ROOT / ".ci" / "slurm.sh"
+CANNOT_INSTALL = 3  # slurm.sh's exit status when apt-get cannot install slurm-wlm and munge
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """Skip; but in CI (CI=true), where the cluster must start, fail."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[None]:
+    """A running local SLURM; stopped afterwards only if this fixture started it."""
+    if subprocess.run([SLURM_SH, "status"], capture_output=True).returncode == 0:
+        yield
+        return
+    if os.geteuid() != 0:
+        _unavailable("a local SLURM needs root (.ci/slurm.sh installs packages, starts daemons)")
+    start = subprocess.run([SLURM_SH, "start"], capture_output=True, text=True)
+    if start.returncode == CANNOT_INSTALL:
+        _unavailable(f"SLURM cannot be installed here: {start.stderr.strip()}")
+    assert start.returncode == 0, f".ci/slurm.sh start failed:\n{start.stdout}{start.stderr}"
+    yield
+    subprocess.run([SLURM_SH, "stop"], check=True, capture_output=True)
+
+
+def test_tiny_zoo_trains_on_slurm_with_train_jobs_grouped_on_one_gpu(
+    slurm: None, tmp_path: Path
+) -> None:
+    # accelerator auto: train jobs request a GPU (the cluster's are pretend) and train on the CPU
+    config = {
+        "data": {"name": "digits", "n_probe": 50},
+        "zoo": {"seeds": [0, 1], "space": {"width": [8, 16], "depth": [1], "epochs": [1]}},
+        "train": {"models_per_job": 2, "accelerator": "auto"},
+    }
+    write_config(tmp_path, config)
+    env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [
+        str(SNAKEMAKE),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "trained",
+        "--workflow-profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--configfile",
+        "config.yaml",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--slurm-status-command",
+        "squeue",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"snakemake failed:\n{log[-6000:]}"
+
+    # one SLURM job each for zoo and probe, and one for both train jobs, holding a single GPU
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    fields = "Comment:40,State:20,Partition:20,tres-per-job:40"
+    squeue = ["squeue", "--states=all", "--noheader", "--name", run_id, "-O", fields]
+    lines = subprocess.check_output(squeue, text=True).splitlines()
+    jobs = sorted(tuple(line.split()) for line in lines)
+    assert jobs == [
+        ("rule_probe", "COMPLETED", "cpu", "N/A"),
+        ("rule_train_train", "COMPLETED", "gpu", "gres:gpu:1"),
+        ("rule_zoo", "COMPLETED", "cpu", "N/A"),
+    ], log[-3000:]
+
+    results = tmp_path / "results"
+    ids = pd.read_csv(results / "zoo.csv")["model_id"].tolist()
+    assert len(ids) == 4
+    manifests = [json.loads(p.read_text()) for p in (results / "train").glob("*.json")]
+    assert sorted(len(m) for m in manifests) == [2, 2]
+    assert sorted(m["model_id"] for job in manifests for m in job) == sorted(ids)
+    for model_id in ids:
+        metrics = json.loads((results / "models" / model_id / "metrics.json").read_text())
+        assert metrics["status"] == "ok", metrics
