@@ -105,6 +105,7 @@ def _fit(
         callbacks=[ModelCheckpoint(ckpt_dir, filename="last", enable_version_counter=False)],
         enable_progress_bar=False,
         enable_model_summary=False,
+        log_every_n_steps=1,
     )
     data = ArrayDataModule(dataset, spec["batch_size"], spec["seed"])
     trainer.fit(model, datamodule=data, ckpt_path=last if resumed else None, weights_only=True)
