@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import pandas as pd
 import pytest
-from conftest import ROOT, SNAKEMAKE, write_config
+from conftest import ROOT, snakemake, write_config
 
 pytestmark = pytest.mark.slurm
 
@@ -53,24 +53,17 @@ def test_tiny_zoo_trains_on_slurm_with_train_jobs_grouped_on_one_gpu(
         "train": {"models_per_job": 2, "accelerator": "auto"},
     }
     write_config(tmp_path, config)
-    env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [
-        str(SNAKEMAKE),
-        "-s",
-        str(ROOT / "Snakefile"),
+    proc = snakemake(
+        tmp_path,
         "trained",
         "--workflow-profile",
         str(ROOT / "profiles" / "slurm"),
-        "--configfile",
-        "config.yaml",
         "--slurm-init-seconds-before-status-checks",
         "1",
         "--slurm-status-command",
         "squeue",
-    ]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    )
     log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"snakemake failed:\n{log[-6000:]}"
 
     # one SLURM job each for zoo and probe, and one for both train jobs, holding a single GPU
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
