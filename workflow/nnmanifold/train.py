@@ -50,18 +50,24 @@ def train_model(
     metrics: dict[str, Any] = {"model_id": spec["model_id"], "spec": spec, "reason": None}
     layers: dict[str, np.ndarray] = {}
     try:
-        model, resumed = _fit(spec, dataset, out_dir, accelerator)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        pl.seed_everything(spec["seed"], workers=True, verbose=False)
+        model = Classifier(spec, dataset.input_shape, dataset.n_classes)
+        data = ArrayDataModule(dataset, spec["batch_size"], spec["seed"])
+        last = out_dir / "checkpoints" / "last.ckpt"
+        resumed = last.is_file()
+        trainer = _trainer(spec, out_dir, accelerator)
+        trainer.fit(model, datamodule=data, ckpt_path=last if resumed else None, weights_only=True)
         layers = _hidden(model, probe["x"])
-        finite = all(np.isfinite(v).all() for v in layers.values())
-        if model.diverged or not finite:
+        if model.diverged or not all(np.isfinite(v).all() for v in layers.values()):
             metrics.update(status="diverged", reason="non-finite loss or activations")
             metrics.update(test_accuracy=math.nan, test_loss=math.nan)
         else:
-            metrics.update(status="ok", **_test(model, dataset))
-        metrics.update(
-            epochs=spec["epochs"], epochs_completed=model.current_epoch_completed, resumed=resumed
-        )
-        metrics["n_parameters"] = sum(p.numel() for p in model.parameters())
+            result = trainer.test(model, datamodule=data, verbose=False)[0]
+            metrics.update(status="ok", test_accuracy=result["test_accuracy"])
+            metrics["test_loss"] = result["test_loss"]
+        metrics.update(epochs=spec["epochs"], epochs_completed=trainer.current_epoch)
+        metrics.update(resumed=resumed, n_parameters=sum(p.numel() for p in model.parameters()))
     except Exception as err:  # noqa: BLE001 - one broken model must not stop the zoo
         log.error("model %s failed:\n%s", spec["model_id"], traceback.format_exc())
         metrics.update(status="failed", reason=f"{type(err).__name__}: {err}")
@@ -87,41 +93,21 @@ def train_model(
     return metrics
 
 
-def _fit(
-    spec: dict[str, Any], dataset: Dataset, out_dir: Path, accelerator: str
-) -> tuple[Classifier, bool]:
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    pl.seed_everything(spec["seed"], workers=True, verbose=False)
-    model = Classifier(spec, dataset.input_shape, dataset.n_classes)
-    ckpt_dir = out_dir / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
-    resumed = last.is_file()
-    trainer = pl.Trainer(
+def _trainer(spec: dict[str, Any], out_dir: Path, accelerator: str) -> pl.Trainer:
+    """A deterministic Trainer that checkpoints every epoch to ``out_dir/checkpoints/last.ckpt``."""
+    return pl.Trainer(
         max_epochs=spec["epochs"],
         accelerator=accelerator,
         devices=1,
         deterministic=True,
         logger=CSVLogger(out_dir, name="", version="train_log"),
-        callbacks=[ModelCheckpoint(ckpt_dir, filename="last", enable_version_counter=False)],
+        callbacks=[
+            ModelCheckpoint(out_dir / "checkpoints", filename="last", enable_version_counter=False)
+        ],
         enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=1,
     )
-    data = ArrayDataModule(dataset, spec["batch_size"], spec["seed"])
-    trainer.fit(model, datamodule=data, ckpt_path=last if resumed else None, weights_only=True)
-    model.current_epoch_completed = trainer.current_epoch
-    model.trainer_for_test = trainer
-    return model, resumed
-
-
-def _test(model: Classifier, dataset: Dataset) -> dict[str, float]:
-    trainer = model.trainer_for_test
-    data = ArrayDataModule(dataset, batch_size=1024, seed=0)
-    result = trainer.test(model, datamodule=data, verbose=False)[0]
-    return {
-        "test_accuracy": float(result["test_accuracy"]),
-        "test_loss": float(result["test_loss"]),
-    }
 
 
 def _hidden(model: Classifier, x: np.ndarray) -> dict[str, np.ndarray]:
