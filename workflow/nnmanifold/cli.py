@@ -114,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_features(args: argparse.Namespace) -> None:
     """Characterise each trained model of one training job; write features and diagrams."""
     from nnmanifold import features, storage
-    from nnmanifold.diffusion import kernel, normalize, transition_matrix
+    from nnmanifold.diffusion import normalize, transition_matrix
 
     geo, feat = json.loads(args.geometry), json.loads(args.features)
     settings = _operator_settings(geo)
@@ -131,7 +131,6 @@ def cmd_features(args: argparse.Namespace) -> None:
                 normalize(X, settings.normalization),
                 probe["labels"],
                 transition_matrix(X, settings),
-                W=kernel(X, settings),
                 t=settings.t,
                 max_points=feat["max_points"],
                 h1_threshold=feat["h1_threshold"],
