@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec
@@ -159,7 +160,7 @@ def map_facets(embedding: pd.DataFrame, hyperparameters: Sequence[str]) -> Figur
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, column in zip(axes, varying, strict=False):
         _draw_map(ax, embedding, column, key="below", size=14, axis_labels=False)
-        ax.set_title(_label(column))
+        ax.set_title(textwrap.fill(_label(column), 24))
     for ax in axes[len(varying) :]:
         fig.delaxes(ax)
     fig.supxlabel("PHATE 1", fontsize=8)
