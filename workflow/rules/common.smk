@@ -65,15 +65,17 @@ def train_manifests():
     return [f"{R}/train/{b}.json" for b in BATCHES]
 
 
-def previous_outputs(wildcards):
-    """A training job's per-model files from an earlier run, so that a file changed or
-    truncated since (newer than the job's manifest) makes the job rerun."""
-    paths = [
-        f"{R}/models/{model}/{name}"
-        for model in BATCHES[wildcards.batch]
-        for name in ("activations.h5", "metrics.json")
-    ]
-    return [p for p in paths if os.path.exists(p)]
+def previous_outputs(*names):
+    """A per-batch job's per-model files from an earlier run, as an input function: a file
+    changed or truncated since (newer than the job's manifest) makes the job rerun."""
+
+    def existing(wildcards):
+        paths = [
+            f"{R}/models/{m}/{name}" for m in BATCHES[wildcards.batch] for name in names
+        ]
+        return [p for p in paths if os.path.exists(p)]
+
+    return existing
 
 
 def feature_manifests():

@@ -4,6 +4,7 @@ rule features:
     input:
         manifest=f"{R}/train/{{batch}}.json",
         probe=f"{R}/probe.h5",
+        previous=previous_outputs("features.json", "diagrams.npz"),
     output:
         f"{R}/features/{{batch}}.json",
     log:

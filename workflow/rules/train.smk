@@ -4,7 +4,7 @@
 rule train:
     input:
         probe=f"{R}/probe.h5",
-        previous=previous_outputs,
+        previous=previous_outputs("activations.h5", "metrics.json"),
     output:
         f"{R}/train/{{batch}}.json",
     log:
