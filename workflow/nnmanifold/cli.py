@@ -113,6 +113,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 @command
 def cmd_features(args: argparse.Namespace) -> None:
     """Characterise each trained model of one training job; write features and diagrams."""
+    from tqdm import tqdm
+
     from nnmanifold import features, storage
     from nnmanifold.diffusion import normalize, transition_matrix
 
@@ -120,7 +122,7 @@ def cmd_features(args: argparse.Namespace) -> None:
     settings = _operator_settings(geo)
     probe = storage.read_probe(args.probe)
     rows = []
-    for entry in storage.read_json(args.manifest):
+    for entry in tqdm(storage.read_json(args.manifest), desc="features", unit="model"):
         mid = entry["model_id"]
         row = {"model_id": mid, "status": entry["status"]}
         if entry["status"] == "ok":
@@ -302,6 +304,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> None:
         k=st["knn"],
         n_perm=st["n_permutations"],
         seed=st["seed"],
+        progress=True,
     )
     storage.write_csv(args.out, table)
     plots.save(plots.sensitivity(table), args.figure)
@@ -458,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting chatter
     warnings.filterwarnings("ignore", module="pytorch_lightning")
     warnings.filterwarnings("ignore", module="lightning_fabric")
     try:

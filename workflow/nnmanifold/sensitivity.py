@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from nnmanifold import stats
 from nnmanifold.diffusion import OperatorSettings, kernel_diagnostics, transition_matrix
@@ -22,6 +23,7 @@ def sweep(
     k: int = 5,
     n_perm: int = 999,
     seed: int = 0,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """One row per (layer, sigma, normalisation, t): kernel diagnostics, LOO R^2 and smoothness.
 
@@ -33,7 +35,8 @@ def sweep(
     to every t.
     """
     rows = []
-    for layer, sigma, norm in itertools.product(representations, sigmas, normalizations):
+    grid = list(itertools.product(representations, sigmas, normalizations))
+    for layer, sigma, norm in tqdm(grid, desc="settings", unit="setting", disable=not progress):
         setting = {"layer": layer, "sigma": sigma, "normalization": norm}
         try:
             one_step = [
