@@ -31,6 +31,9 @@ def test_default_config_file_is_valid():
         ({"geometry": {"sigma": 0}}, "geometry.sigma"),
         ({"zoo": {"space": {"lr": {"low": 0.1, "high": 1}}}}, "zoo.space.lr"),
         ({"data": {"name": "npz"}}, "data.npz_path"),
+        ({"zoo": {"space": {"depth": [0]}}}, "minimum of 1"),
+        ({"zoo": {"mode": "random", "space": {"epochs": {"low": 0, "high": 3}}}}, "at least 1"),
+        ({"zoo": {"mode": "random", "space": {"lr": {"low": 0, "high": 1}}}}, "above 0"),
     ],
 )
 def test_bad_config_names_the_key(config, named):

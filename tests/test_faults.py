@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import snakemake, write_config
 
-from nnmanifold import storage
+from nnmanifold import UserError, storage
 from nnmanifold.distances import read_distances
 
 
@@ -25,7 +25,7 @@ def test_killed_write_leaves_no_file_at_the_target(tmp_path):
         import os, signal
         import numpy as np
         import h5py
-        from nnmanifold import storage
+        from nnmanifold import UserError, storage
         real = h5py.Group.create_dataset
         def dying(self, name, **kw):
             if name == "fc2":
@@ -61,6 +61,15 @@ def test_activations_from_another_probe_set_are_refused(tmp_path):
     )
     with pytest.raises(storage.CorruptFileError, match="probe set"):
         storage.read_activations(path, probe_hash="h2")
+
+
+def test_a_layer_the_model_lacks_is_named_with_the_fix(tmp_path):
+    path = tmp_path / "activations.h5"
+    storage.write_activations(
+        path, {"fc1": np.ones((5, 2))}, model_id="m1", probe_hash="h", status="ok"
+    )
+    with pytest.raises(UserError, match="m1 has no hidden layer 'fc2' .*fc1.*geometry.layer"):
+        storage.read_activations(path, layer="fc2")
 
 
 def test_corrupt_json_is_named(tmp_path):

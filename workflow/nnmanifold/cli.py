@@ -70,7 +70,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     """Draw the class-balanced probe set from the test split and store it with its hash."""
     from nnmanifold import data, storage
 
-    cfg = json.loads(args.data)
+    cfg = {**json.loads(args.data), "data_dir": args.data_dir, "download": args.download}
     ds = data.load_dataset(cfg)
     idx = data.probe_indices(ds.y_test, cfg["n_probe"], cfg["probe_seed"])
     probe = {"indices": idx, "labels": ds.y_test[idx], "x": ds.x_test[idx], "dataset": ds.name}
@@ -95,11 +95,12 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     specs = json.loads(args.specs)
-    cfg = json.loads(args.data)
     datasets = {s["data"]["name"] for s in specs}
     if len(datasets) != 1:
         raise UserError(f"one training job trains on one data set, got {sorted(datasets)}")
-    ds = data.load_dataset({**cfg, **specs[0]["data"]})
+    ds = data.load_dataset(
+        {**specs[0]["data"], "data_dir": args.data_dir, "download": args.download}
+    )
     probe = storage.read_probe(args.probe)
     results = []
     for spec in tqdm(specs, desc="training", unit="model", file=sys.stderr):
@@ -184,9 +185,9 @@ def cmd_distances(args: argparse.Namespace) -> None:
     result = distances.distance_matrix(
         store,
         list(ok["model_id"]),
-        memory_budget_bytes=geo["memory_budget_mb"] * 2**20,
+        memory_budget_bytes=args.memory_budget_mb * 2**20,
         cache_path=geometry_dir / "distance_cache.h5",
-        device=geo["device"],
+        device=args.device,
     )
     log.info("%d x %d distances, %d pairs computed", len(ok), len(ok), result.n_computed)
     attrs = {**store.attrs, "versions": json.dumps(storage.library_versions())}
@@ -213,28 +214,16 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
 
 @command
-def cmd_topology(args: argparse.Namespace) -> None:
-    """Wasserstein distances between the models' H1 persistence diagrams, and their PHATE map."""
-    import pandas as pd
-
-    from nnmanifold import embedding, features, storage
+def cmd_wasserstein(args: argparse.Namespace) -> None:
+    """Wasserstein distances between the models' H1 persistence diagrams (a second distance)."""
+    from nnmanifold import features
     from nnmanifold.distances import write_distances
 
-    table = pd.read_csv(args.embedding)
-    ok = table[table["status"] == "ok"]
-    diagrams = [
-        features.load_diagrams(args.results / "models" / mid / "diagrams.npz")
-        for mid in ok["model_id"]
-    ]
+    table = _manifest_table(args.features)
+    ok = list(table.loc[table["status"] == "ok", "model_id"])
+    diagrams = [features.load_diagrams(args.results / "models" / m / "diagrams.npz") for m in ok]
     W = features.persistence_distances(diagrams, dim=1)
-    write_distances(args.out, W, list(ok["model_id"]), {"diagram_dimension": 1})
-    emb = json.loads(args.embedding_params)
-    coords = embedding.phate_embedding(
-        W, emb["n_components"], emb["knn"], emb["decay"], emb["seed"]
-    )
-    cols = [f"phate_{i + 1}" for i in range(coords.shape[1])]
-    placed = ok.drop(columns=[c for c in ok.columns if c.startswith("phate_")])
-    storage.write_csv(args.map, placed.assign(**dict(zip(cols, coords.T, strict=True))))
+    write_distances(args.out, W, ok, {"diagram_dimension": 1})
 
 
 @command
@@ -321,6 +310,7 @@ def cmd_figures(args: argparse.Namespace) -> None:
     out = args.out
     table = pd.read_csv(args.embedding)
     ok = table[table["status"] == "ok"]
+    topology = pd.read_csv(args.topology_map)
     D, ids, _ = read_distances(args.distances)
     corr = pd.read_csv(args.correlations)
     accuracy = ok.set_index("model_id").loc[ids, "test_accuracy"].to_numpy()
@@ -350,7 +340,9 @@ def cmd_figures(args: argparse.Namespace) -> None:
         ),
         "informativeness": plots.informativeness(pd.read_csv(args.informativeness)),
         "map_topology": plots.map_by(
-            pd.read_csv(args.topology_map), "test_accuracy", title="map of H1 Wasserstein distances"
+            topology[topology["status"] == "ok"],
+            "test_accuracy",
+            title="map of H1 Wasserstein distances",
         ),
         "summary": plots.summary(ok, D, ids, corr),
     }
@@ -382,12 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("probe", help=cmd_probe.__doc__, description=cmd_probe.__doc__)
     p.add_argument("--data", required=True, help="the config's data section as JSON")
+    _data_access(p)
     p.add_argument("--out", required=True, type=Path, help="probe set (HDF5)")
 
     p = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__)
     p.add_argument("--specs", required=True, help="JSON list of model specs (rows of the zoo)")
     p.add_argument("--probe", required=True, type=Path, help="probe set (HDF5)")
-    p.add_argument("--data", required=True, help="the config's data section as JSON")
+    _data_access(p)
     p.add_argument("--results", required=True, type=Path, help="results folder")
     p.add_argument("--manifest", required=True, type=Path, help="job manifest (JSON) to write")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
@@ -410,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="distances (HDF5)")
     p.add_argument("--excluded", required=True, type=Path, help="excluded models (CSV)")
     p.add_argument("--diagnostics", required=True, type=Path, help="kernel diagnostics (CSV)")
+    p.add_argument("--memory-budget-mb", type=int, default=2048, help="memory for operators")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     p = sub.add_parser("embed", help=cmd_embed.__doc__, description=cmd_embed.__doc__)
     p.add_argument("--distances", required=True, type=Path, help="distances (HDF5)")
@@ -419,12 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedding", required=True, help="the config's embedding section as JSON")
     p.add_argument("--out", required=True, type=Path, help="embedding table (CSV)")
 
-    p = sub.add_parser("topology", help=cmd_topology.__doc__, description=cmd_topology.__doc__)
-    p.add_argument("--embedding", required=True, type=Path, help="embedding table (CSV)")
+    p = sub.add_parser(
+        "wasserstein", help=cmd_wasserstein.__doc__, description=cmd_wasserstein.__doc__
+    )
+    p.add_argument("--features", required=True, nargs="+", type=Path, help="feature manifests")
     p.add_argument("--results", required=True, type=Path, help="results folder")
-    p.add_argument("--embedding-params", required=True, help="embedding section as JSON")
     p.add_argument("--out", required=True, type=Path, help="Wasserstein distances (HDF5)")
-    p.add_argument("--map", required=True, type=Path, help="PHATE map of them (CSV)")
 
     p = sub.add_parser("stats", help=cmd_stats.__doc__, description=cmd_stats.__doc__)
     p.add_argument("--embedding", required=True, type=Path, help="embedding table (CSV)")
@@ -453,6 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, type=Path, help="results folder")
     p.add_argument("--out", required=True, type=Path, help="folder for the figures")
     return parser
+
+
+def _data_access(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default="data", help="where torchvision data sets live")
+    parser.add_argument("--download", action="store_true", help="let torchvision download")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

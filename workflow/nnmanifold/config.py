@@ -15,6 +15,10 @@ from nnmanifold import UserError
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
 
+#: Zoo axes that count things (layers, units, epochs): at least 1.
+POSITIVE_INTEGER_AXES = {"depth", "width", "channels", "batch_size", "epochs"}
+
+
 class ConfigError(UserError, ValueError):
     """The configuration names an unknown key or holds a value of the wrong type or range."""
 
@@ -62,6 +66,10 @@ def _check_consistency(config: dict) -> None:
                 raise ConfigError(f"config key 'zoo.space.{key}': low must not exceed high")
             if axis.get("log") and axis["low"] <= 0:
                 raise ConfigError(f"config key 'zoo.space.{key}': a log range needs low > 0")
+            floor = 1 if key in POSITIVE_INTEGER_AXES else 0
+            if axis["low"] < floor or (key == "lr" and axis["low"] <= 0):
+                bound = "above 0" if key == "lr" else f"at least {floor}"
+                raise ConfigError(f"config key 'zoo.space.{key}': low must be {bound}")
     if config["data"]["name"] == "npz" and not config["data"]["npz_path"]:
         raise ConfigError("config key 'data.npz_path': required when data.name is npz")
 
@@ -77,7 +85,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
             f"(allowed: {', '.join(allowed)})"
         )
     if error.validator == "oneOf":
-        return f"- config key '{key}': {error.instance!r} is not one of the allowed forms"
+        deepest = max(error.context, key=lambda e: len(e.path), default=None)
+        detail = f" ({deepest.message})" if deepest is not None else ""
+        return f"- config key '{key}': {error.instance!r} is not an allowed value{detail}"
     return f"- config key '{key}': {error.message}"
 
 

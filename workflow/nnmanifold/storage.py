@@ -168,7 +168,11 @@ def read_activations(
             attrs = {k: _attr(v) for k, v in f.attrs.items()}
             name = layer or attrs["penultimate"]
             if name not in f["layers"]:
-                raise KeyError(f"layer {name!r} not in {attrs['layer_order']}")
+                raise UserError(
+                    f"model {attrs['model_id']} has no hidden layer {name!r} (it has "
+                    f"{', '.join(attrs['layer_order'])}); set geometry.layer to a layer every "
+                    "model has, or null for each model's penultimate layer"
+                )
             values = f["layers"][name][()]
     except (OSError, KeyError) as err:
         raise CorruptFileError(

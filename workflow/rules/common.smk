@@ -10,6 +10,8 @@ sys.path.insert(0, f"{workflow.basedir}/workflow")
 
 from nnmanifold import zoo as zoo_lib
 from nnmanifold.config import ConfigError, validate
+from nnmanifold import UserError
+from nnmanifold.embedding import MIN_MODELS
 from nnmanifold.storage import missing_files
 
 try:
@@ -32,22 +34,47 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
 shell.prefix(_prefix)
 
 
-def warn_missing(folder):
+def warn_missing(manifests):
     """Name per-model files that a finished job's manifest lists but that were deleted."""
-    for manifest in sorted(Path(folder).glob("*.json")):
-        if missing := missing_files(manifest):
+    for manifest in manifests:
+        if not os.path.exists(manifest):
+            continue
+        try:
+            missing = missing_files(manifest)
+        except UserError as err:
+            raise WorkflowError(str(err)) from None
+        if missing:
             logger.warning(
                 f"{', '.join(missing)} listed in {manifest} no longer exist; to regenerate: "
                 f"snakemake --forcerun {manifest}"
             )
 
 
-warn_missing(f"{R}/train")
-warn_missing(f"{R}/features")
+if len(SPECS) < MIN_MODELS:
+    logger.warning(
+        f"the zoo has {len(SPECS)} models: training runs, but the map needs at least {MIN_MODELS}"
+    )
 
 
 wildcard_constraints:
     batch="[0-9a-f]{10}",
+
+
+def as_param(value):
+    """A rule parameter as canonical JSON: key order and unrelated keys never rerun a job."""
+    return json.dumps(value, sort_keys=True)
+
+
+#: What results depend on; where data lives and how jobs run go to the shell command instead.
+DATA_PARAM = as_param(
+    {k: v for k, v in config["data"].items() if k not in ("data_dir", "download")}
+)
+OPERATOR_PARAM = as_param(
+    {k: config["geometry"][k] for k in ("sigma", "normalization", "t", "layer")}
+)
+DATA_ACCESS = f"--data-dir {config['data']['data_dir']!r}" + (
+    " --download" if config["data"]["download"] else ""
+)
 
 
 def final_targets():
@@ -85,3 +112,6 @@ def feature_manifests():
 def train_gpus():
     """GPUs a training job asks the scheduler for (0 when training is pinned to the CPU)."""
     return 0 if config["train"]["accelerator"] == "cpu" else 1
+
+
+warn_missing(train_manifests() + feature_manifests())

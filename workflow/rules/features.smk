@@ -13,8 +13,8 @@ rule features:
         "../../envs/analysis.yaml"
     params:
         results=lambda w, input: Path(input.probe).parent,
-        geometry=json.dumps(config["geometry"]),
-        features=json.dumps(config["features"]),
+        geometry=OPERATOR_PARAM,
+        features=as_param(config["features"]),
     shell:
         "python -m nnmanifold features --manifest {input.manifest} --probe {input.probe}"
         " --results {params.results} --geometry {params.geometry:q}"

@@ -19,11 +19,13 @@ rule distances:
     params:
         models=MODEL_IDS,
         results=lambda w, input: Path(input.probe).parent,
-        geometry=json.dumps(config["geometry"]),
+        geometry=OPERATOR_PARAM,
     shell:
         "python -m nnmanifold distances --manifests {input.manifests} --probe {input.probe}"
         " --results {params.results} --geometry {params.geometry:q} --out {output.distances}"
-        " --excluded {output.excluded} --diagnostics {output.diagnostics} > {log} 2>&1"
+        " --excluded {output.excluded} --diagnostics {output.diagnostics}"
+        f" --memory-budget-mb {config['geometry']['memory_budget_mb']}"
+        f" --device {config['geometry']['device']} > {{log}} 2>&1"
 
 
 rule embedding:
@@ -39,27 +41,36 @@ rule embedding:
     conda:
         "../../envs/analysis.yaml"
     params:
-        embedding=json.dumps(config["embedding"]),
+        embedding=as_param(config["embedding"]),
     shell:
         "python -m nnmanifold embed --distances {input.distances} --zoo {input.zoo}"
         " --manifests {input.manifests} --features {input.features}"
         " --embedding {params.embedding:q} --out {output} > {log} 2>&1"
 
 
-rule topology:
+rule wasserstein:
     input:
-        f"{R}/geometry/embedding.csv",
+        feature_manifests(),
     output:
-        distances=f"{R}/geometry/wasserstein.h5",
-        map=f"{R}/geometry/wasserstein_embedding.csv",
+        f"{R}/geometry/wasserstein.h5",
     log:
-        f"{R}/logs/topology.log",
+        f"{R}/logs/wasserstein.log",
     conda:
         "../../envs/analysis.yaml"
     params:
-        results=lambda w, input: Path(input[0]).parents[1],
-        embedding=json.dumps(config["embedding"]),
+        results=lambda w, output: Path(output[0]).parents[1],
     shell:
-        "python -m nnmanifold topology --embedding {input} --results {params.results}"
-        " --embedding-params {params.embedding:q} --out {output.distances}"
-        " --map {output.map} > {log} 2>&1"
+        "python -m nnmanifold wasserstein --features {input} --results {params.results}"
+        " --out {output} > {log} 2>&1"
+
+
+use rule embedding as wasserstein_embedding with:
+    input:
+        distances=f"{R}/geometry/wasserstein.h5",
+        zoo=f"{R}/zoo.csv",
+        manifests=train_manifests(),
+        features=feature_manifests(),
+    output:
+        f"{R}/geometry/wasserstein_embedding.csv",
+    log:
+        f"{R}/logs/wasserstein_embedding.log",

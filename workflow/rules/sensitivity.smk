@@ -1,4 +1,5 @@
-# Not in the default run: `snakemake sensitivity` (reuses the activations; recomputes operators).
+# `snakemake sensitivity`, and part of the default run unless sensitivity.in_default_run is false.
+# Reuses the activations; recomputes operators and distances for every setting.
 rule sensitivity:
     input:
         manifests=train_manifests(),
@@ -16,8 +17,11 @@ rule sensitivity:
         "../../envs/analysis.yaml"
     params:
         results=lambda w, input: Path(input.probe).parent,
-        sensitivity=json.dumps(config["sensitivity"]),
-        stats=json.dumps(config["stats"]),
+        models=MODEL_IDS,
+        sensitivity=as_param(
+            {k: v for k, v in config["sensitivity"].items() if k != "in_default_run"}
+        ),
+        stats=as_param(config["stats"]),
     shell:
         "python -m nnmanifold sensitivity --manifests {input.manifests} --probe {input.probe}"
         " --results {params.results} --sensitivity {params.sensitivity:q}"

@@ -18,7 +18,7 @@ rule stats:
     conda:
         "../../envs/analysis.yaml"
     params:
-        stats=json.dumps(config["stats"]),
+        stats=as_param(config["stats"]),
     shell:
         "python -m nnmanifold stats --embedding {input.embedding} --distances {input.distances}"
         " --stats {params.stats:q} --correlations {output.correlations}"

@@ -15,16 +15,15 @@ rule train:
     resources:
         gpu=train_gpus(),
     params:
-        specs=lambda w: json.dumps([SPECS[i] for i in BATCHES[w.batch]]),
-        data=json.dumps(config["data"]),
+        specs=lambda w: as_param([SPECS[i] for i in BATCHES[w.batch]]),
         results=lambda w, output: Path(output[0]).parents[1],
-        accelerator=config["train"]["accelerator"],
-        jobs_per_gpu=config["train"]["jobs_per_gpu"],
     shell:
-        "python -m nnmanifold train --specs {params.specs:q} --probe {input.probe}"
-        " --data {params.data:q} --results {params.results} --manifest {output}"
-        " --accelerator {params.accelerator} --jobs-per-gpu {params.jobs_per_gpu}"
-        " --threads {threads} > {log} 2>&1"
+        "python -m nnmanifold train --specs {params.specs:q} --probe {input.probe:q}"
+        " --results {params.results:q} --manifest {output:q} "
+        + DATA_ACCESS
+        + f" --accelerator {config['train']['accelerator']}"
+        f" --jobs-per-gpu {config['train']['jobs_per_gpu']}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule trained:

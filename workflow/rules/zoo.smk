@@ -6,7 +6,13 @@ rule zoo:
     conda:
         "../../envs/train.yaml"
     params:
-        config=json.dumps(config),
+        config=as_param(
+            {
+                "zoo": config["zoo"],
+                "data": zoo_lib.data_identity(config["data"]),
+                "code_version": config["code_version"],
+            }
+        ),
     shell:
         "python -m nnmanifold zoo --config {params.config:q} --out {output} > {log} 2>&1"
 
@@ -19,9 +25,11 @@ rule probe:
     conda:
         "../../envs/train.yaml"
     params:
-        data=json.dumps(config["data"]),
+        data=DATA_PARAM,
+        access=DATA_ACCESS,
     shell:
-        "python -m nnmanifold probe --data {params.data:q} --out {output} > {log} 2>&1"
+        "python -m nnmanifold probe --data {params.data:q} {params.access} --out {output}"
+        " > {log} 2>&1"
 
 
 rule provenance:
@@ -32,6 +40,6 @@ rule provenance:
     conda:
         "../../envs/train.yaml"
     params:
-        config=json.dumps(config),
+        config=as_param(config),
     shell:
         "python -m nnmanifold provenance --config {params.config:q} --out {output} > {log} 2>&1"
