@@ -11,7 +11,6 @@ from nnmanifold.diffusion import (
     kernel,
     kernel_diagnostics,
     normalize,
-    symmetric_conjugate,
     transition_matrix,
 )
 
@@ -81,15 +80,6 @@ def test_diffusion_time_is_matrix_power(X: np.ndarray) -> None:
     expected = P1 @ P1 @ P1
     assert np.allclose(diffusion_operator(X, OperatorSettings(t=3)), expected, atol=1e-14)
     assert not np.allclose(expected, P1, atol=1e-3)
-
-
-def test_symmetric_conjugate_has_spectrum_of_P(X: np.ndarray) -> None:
-    settings = OperatorSettings()
-    S = symmetric_conjugate(X, settings)
-    assert np.array_equal(S, S.T)
-    eig_P = np.sort(np.linalg.eigvals(transition_matrix(X, settings)).real)
-    assert np.allclose(np.linalg.eigvalsh(S), eig_P, atol=1e-10)
-    assert np.isclose(eig_P[-1], 1.0)
 
 
 def test_degenerate_kernel_warns_for_raw_activations(X: np.ndarray) -> None:

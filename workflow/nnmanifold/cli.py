@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from nnmanifold import UserError
+from nnmanifold import UserError, storage
 from nnmanifold.zoo import HYPERPARAMETERS
 
 log = logging.getLogger("nnmanifold")
@@ -38,7 +38,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 @command
 def cmd_zoo(args: argparse.Namespace) -> None:
     """Expand the zoo spec of a config into the zoo table (one row per model)."""
-    from nnmanifold import storage, zoo
+    from nnmanifold import zoo
     from nnmanifold.config import validate
 
     specs = zoo.expand(validate(json.loads(args.config)))
@@ -50,8 +50,6 @@ def cmd_zoo(args: argparse.Namespace) -> None:
 def cmd_provenance(args: argparse.Namespace) -> None:
     """Record the run's validated config, its hash and the library versions."""
     import hashlib
-
-    from nnmanifold import storage
 
     config = json.loads(args.config)
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
@@ -68,7 +66,7 @@ def cmd_provenance(args: argparse.Namespace) -> None:
 @command
 def cmd_probe(args: argparse.Namespace) -> None:
     """Draw the class-balanced probe set from the test split and store it with its hash."""
-    from nnmanifold import data, storage
+    from nnmanifold import data
 
     cfg = {**json.loads(args.data), "data_dir": args.data_dir, "download": args.download}
     ds = data.load_dataset(cfg)
@@ -91,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     import torch
     from tqdm import tqdm
 
-    from nnmanifold import data, storage, train
+    from nnmanifold import data, train
 
     torch.set_num_threads(args.threads)
     specs = json.loads(args.specs)
@@ -104,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     probe = storage.read_probe(args.probe)
     results = []
     for spec in tqdm(specs, desc="training", unit="model", file=sys.stderr):
-        out = train.model_dir(args.results, spec["model_id"])
+        out = storage.model_dir(args.results, spec["model_id"])
         m = train.train_model(spec, ds, probe, out, accelerator=args.accelerator)
         files = [str(out / name) for name in train.OUTPUTS]
         results.append({**{k: m[k] for k in MANIFEST_KEYS}, "files": files})
@@ -116,7 +114,7 @@ def cmd_features(args: argparse.Namespace) -> None:
     """Characterise each trained model of one training job; write features and diagrams."""
     from tqdm import tqdm
 
-    from nnmanifold import features, storage
+    from nnmanifold import features
     from nnmanifold.diffusion import normalize, transition_matrix
 
     geo, feat = json.loads(args.geometry), json.loads(args.features)
@@ -128,7 +126,7 @@ def cmd_features(args: argparse.Namespace) -> None:
         row = {"model_id": mid, "status": entry["status"]}
         if entry["status"] == "ok":
             X, _ = storage.read_activations(
-                args.results / "models" / mid / "activations.h5", geo["layer"], probe["hash"]
+                storage.model_dir(args.results, mid) / "activations.h5", geo["layer"], probe["hash"]
             )
             values, diagrams = features.compute_features(
                 normalize(X, settings.normalization),
@@ -139,7 +137,7 @@ def cmd_features(args: argparse.Namespace) -> None:
                 h1_threshold=feat["h1_threshold"],
                 seed=feat["seed"],
             )
-            out = args.results / "models" / mid
+            out = storage.model_dir(args.results, mid)
             features.save_diagrams(out / "diagrams.npz", diagrams)
             storage.write_json(out / "features.json", values)
             row.update(values)
@@ -154,7 +152,7 @@ def cmd_distances(args: argparse.Namespace) -> None:
     import pandas as pd
     from tqdm import tqdm
 
-    from nnmanifold import distances, storage
+    from nnmanifold import distances
     from nnmanifold.diffusion import degeneracy_warning, kernel_diagnostics, transition_matrix
 
     geo = json.loads(args.geometry)
@@ -174,7 +172,7 @@ def cmd_distances(args: argparse.Namespace) -> None:
     diagnostics = []
     for mid in tqdm(ok["model_id"], desc="operators", unit="model", file=sys.stderr):
         X, _ = storage.read_activations(
-            args.results / "models" / mid / "activations.h5", geo["layer"], probe["hash"]
+            storage.model_dir(args.results, mid) / "activations.h5", geo["layer"], probe["hash"]
         )
         store.add(mid, X)
         diag = kernel_diagnostics(transition_matrix(X, settings))
@@ -199,7 +197,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
     """PHATE map of the network distance, joined with accuracy, hyperparameters and features."""
     import pandas as pd
 
-    from nnmanifold import embedding, storage
+    from nnmanifold import embedding
     from nnmanifold.distances import read_distances
 
     emb = json.loads(args.embedding)
@@ -221,7 +219,9 @@ def cmd_wasserstein(args: argparse.Namespace) -> None:
 
     table = _manifest_table(args.features)
     ok = list(table.loc[table["status"] == "ok", "model_id"])
-    diagrams = [features.load_diagrams(args.results / "models" / m / "diagrams.npz") for m in ok]
+    diagrams = [
+        features.load_diagrams(storage.model_dir(args.results, m) / "diagrams.npz") for m in ok
+    ]
     W = features.persistence_distances(diagrams, dim=1)
     write_distances(args.out, W, ok, {"diagram_dimension": 1})
 
@@ -231,7 +231,7 @@ def cmd_stats(args: argparse.Namespace) -> None:
     """Relate features and the map to accuracy: correlations, smoothness, k-NN prediction."""
     import pandas as pd
 
-    from nnmanifold import stats, storage
+    from nnmanifold import stats
     from nnmanifold.distances import read_distances
     from nnmanifold.features import FEATURE_NAMES
 
@@ -260,8 +260,6 @@ def _manifest_table(paths: Sequence[Path]):
     """Rows of several job manifests (JSON lists of per-model records) as one table."""
     import pandas as pd
 
-    from nnmanifold import storage
-
     rows = [row for path in paths for row in storage.read_json(path)]
     return pd.DataFrame(rows).drop(columns=["files"], errors="ignore")
 
@@ -269,13 +267,13 @@ def _manifest_table(paths: Sequence[Path]):
 @command
 def cmd_sensitivity(args: argparse.Namespace) -> None:
     """Sweep sigma, normalisation, t and layer; report how informative the map stays."""
-    from nnmanifold import plots, sensitivity, storage
+    from nnmanifold import plots, sensitivity
 
     cfg, st = json.loads(args.sensitivity), json.loads(args.stats)
     probe = storage.read_probe(args.probe)
     models = _manifest_table(args.manifests)
     ok = models[models["status"] == "ok"]
-    files = [args.results / "models" / m / "activations.h5" for m in ok["model_id"]]
+    files = [storage.model_dir(args.results, m) / "activations.h5" for m in ok["model_id"]]
     layer_sets = [set(storage.read_activations(f)[1]["layer_order"]) for f in files]
     layers = [None, *sorted(set.intersection(*layer_sets))]
     representations = {
@@ -317,13 +315,13 @@ def cmd_figures(args: argparse.Namespace) -> None:
     ranked = ok.sort_values("test_accuracy")
     best, worst = ranked["model_id"].iloc[-1], ranked["model_id"].iloc[0]
     diagrams = [
-        features.load_diagrams(args.results / "models" / m / "diagrams.npz") for m in (best, worst)
+        features.load_diagrams(storage.model_dir(args.results, m) / "diagrams.npz")
+        for m in (best, worst)
     ]
-    varying = [c for c in HYPERPARAMETERS if c in ok and ok[c].nunique() > 1]
     figures = {
         "map_accuracy": plots.map_by(ok, "test_accuracy"),
         "map_features": plots.map_facets(ok, list(features.FEATURE_NAMES)),
-        "map_hyperparameters": plots.map_facets(ok, varying or ["seed"]),
+        "map_hyperparameters": plots.map_facets(ok, [*HYPERPARAMETERS, "seed"]),
         "features_vs_accuracy": plots.features_vs_accuracy(ok, corr),
         "distance_heatmap": plots.distance_heatmap(D, ids, accuracy),
         "persistence": plots.persistence_diagrams(

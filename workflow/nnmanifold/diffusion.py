@@ -118,14 +118,6 @@ def diffusion_operator(X: np.ndarray, settings: OperatorSettings) -> np.ndarray:
     return np.linalg.matrix_power(transition_matrix(X, settings), settings.t)
 
 
-def symmetric_conjugate(X: np.ndarray, settings: OperatorSettings) -> np.ndarray:
-    """Q^-1/2 W Q^-1/2: symmetric, same spectrum as P, so ``np.linalg.eigvalsh`` applies."""
-    W = kernel(X, settings)
-    q = 1.0 / np.sqrt(W.sum(axis=1))
-    A = q[:, None] * W * q[None, :]
-    return (A + A.T) / 2.0
-
-
 def kernel_diagnostics(P: np.ndarray) -> dict[str, float]:
     """Summaries of a one-step operator that reveal a degenerate kernel (identity or uniform)."""
     P = np.asarray(P, dtype=np.float64)

@@ -133,10 +133,6 @@ class OperatorStore:
         with self._open("r") as fh:
             return sorted(fh["operators"])
 
-    def __contains__(self, model_id: str) -> bool:
-        with self._open("r") as fh:
-            return model_id in fh["operators"]
-
     def add(self, model_id: str, X: np.ndarray) -> bool:
         """Store the operator of representation X unless an identical X was stored; True if new."""
         source = _digest(np.ascontiguousarray(X))

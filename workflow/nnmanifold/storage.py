@@ -43,6 +43,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def model_dir(results: str | os.PathLike, model_id: str) -> Path:
+    """Where one model's checkpoints, metrics, activations and features live."""
+    return Path(results) / "models" / model_id
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically (NaN is written as null)."""
     with atomic_path(path) as tmp:

@@ -28,11 +28,6 @@ for _name in ("pytorch_lightning", "lightning_fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
-def model_dir(results: str | Path, model_id: str) -> Path:
-    """Where one model's checkpoints, metrics and activations live."""
-    return Path(results) / "models" / model_id
-
-
 def train_model(
     spec: dict[str, Any],
     dataset: Dataset,
