@@ -61,7 +61,7 @@ wildcard_constraints:
 
 
 def as_param(value):
-    """A rule parameter as canonical JSON: key order and unrelated keys never rerun a job."""
+    """Canonical JSON for a parameter: key order and unrelated keys never rerun a job."""
     return json.dumps(value, sort_keys=True)
 
 
