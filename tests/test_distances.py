@@ -215,3 +215,15 @@ def test_truncated_store_is_corrupt(store: OperatorStore) -> None:
     store.path.write_bytes(data[:1000])
     with pytest.raises(CorruptFileError, match="delete it"):
         store.model_ids()
+
+
+def test_prune_drops_models_and_frees_space(store: OperatorStore) -> None:
+    keep = store.model_ids()[:4]
+    before = store.path.stat().st_size
+    kept = {m: store.operator(m) for m in keep}
+    assert store.prune(keep) == 6
+    assert store.model_ids() == keep
+    assert store.path.stat().st_size < 0.6 * before
+    for m in keep:
+        np.testing.assert_array_equal(store.operator(m), kept[m])
+    assert store.prune(keep) == 0

@@ -180,6 +180,8 @@ def cmd_distances(args: argparse.Namespace) -> None:
             log.warning("%s", message)
         diagnostics.append({"model_id": mid, **diag})
     storage.write_csv(args.diagnostics, pd.DataFrame(diagnostics))
+    if dropped := store.prune(list(ok["model_id"])):
+        log.info("dropped %d operators of models no longer in the zoo from %s", dropped, store.path)
     result = distances.distance_matrix(
         store,
         list(ok["model_id"]),

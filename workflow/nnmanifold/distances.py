@@ -165,6 +165,23 @@ class OperatorStore:
             dataset.attrs["source"] = source
             dataset.attrs["digest"] = _digest(operator)
 
+    def prune(self, keep: Sequence[str]) -> int:
+        """Drop the operators of models not in ``keep``; returns how many were dropped.
+
+        The file is rewritten (HDF5 does not give back the space of deleted datasets).
+        """
+        keep = set(keep)
+        with self._open("r") as fh:
+            dropped = [m for m in fh["operators"] if m not in keep]
+        if dropped:
+            with atomic_path(self.path) as tmp, h5py.File(tmp, "w") as out, self._open("r") as fh:
+                out.attrs.update(fh.attrs)
+                group = out.create_group("operators")
+                for model_id in fh["operators"]:
+                    if model_id in keep:
+                        fh.copy(fh["operators"][model_id], group, name=model_id)
+        return len(dropped)
+
     def operator(self, model_id: str) -> np.ndarray:
         """One model's stored operator, (n, n) float64."""
         with self._open("r") as fh:
