@@ -140,8 +140,16 @@ def test_two_clean_runs_give_identical_geometry(mapped_zoo, tmp_path):
 
 def test_corrupted_activations_are_regenerated_on_rerun(mapped_zoo):
     workdir, _ = mapped_zoo
-    victim = sorted((workdir / "results" / "models").glob("*/activations.h5"))[0]
+    job = next(
+        json.loads(m.read_text())
+        for m in sorted((workdir / "results" / "train").glob("*.json"))
+        if [r["status"] for r in json.loads(m.read_text())] == ["ok", "ok"]
+    )
+    victim, mate = (storage.model_dir(workdir / "results", m["model_id"]) for m in job)
+    victim = victim / "activations.h5"
     before, _ = storage.read_activations(victim)
+    mate_files = [mate / "activations.h5", mate / "features.json"]
+    stamps = [f.stat().st_mtime_ns for f in mate_files]
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 3])
     plan = snakemake(workdir, "-n")
@@ -149,6 +157,8 @@ def test_corrupted_activations_are_regenerated_on_rerun(mapped_zoo):
     snakemake(workdir)
     after, _ = storage.read_activations(victim)
     np.testing.assert_array_equal(before, after)
+    # the job's other model is kept as it was: neither retrained nor re-characterised
+    assert [f.stat().st_mtime_ns for f in mate_files] == stamps
     with h5py.File(victim) as f:
         assert f.attrs["status"] == "ok"
 

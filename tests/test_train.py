@@ -57,6 +57,22 @@ def test_training_is_deterministic(digits, tmp_path):
     np.testing.assert_array_equal(xa, xb)
 
 
+def test_complete_outputs_are_kept_and_a_new_probe_set_is_recorded_again(digits, tmp_path):
+    ds, probe = digits
+    spec = _spec(lr=0.1, epochs=1)
+    first = train.train_model(spec, ds, probe, tmp_path, accelerator="cpu")
+    files = [tmp_path / "metrics.json", tmp_path / "activations.h5"]
+    stamps = [p.stat().st_mtime_ns for p in files]
+    assert train.train_model(spec, ds, probe, tmp_path, accelerator="cpu") == first
+    assert [p.stat().st_mtime_ns for p in files] == stamps
+
+    other = {**probe, "x": probe["x"][:20], "hash": "another-probe-set"}
+    again = train.train_model(spec, ds, other, tmp_path, accelerator="cpu")
+    assert again["resumed"] is True and again["test_loss"] == first["test_loss"]
+    X, _ = storage.read_activations(tmp_path / "activations.h5", probe_hash="another-probe-set")
+    assert X.shape[0] == 20
+
+
 def test_diverged_model_is_recorded_not_fatal(digits, tmp_path):
     ds, probe = digits
     m = train.train_model(_spec(lr=1e6, epochs=2), ds, probe, tmp_path, accelerator="cpu")

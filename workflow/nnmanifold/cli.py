@@ -118,28 +118,29 @@ def cmd_features(args: argparse.Namespace) -> None:
     from nnmanifold.diffusion import normalize, transition_matrix
 
     geo, feat = json.loads(args.geometry), json.loads(args.features)
-    settings = _operator_settings(geo)
+    op = _operator_settings(geo)
     probe = storage.read_probe(args.probe)
+    settings = {"geometry": geo, "features": feat}
     rows = []
     for entry in tqdm(storage.read_json(args.manifest), desc="features", unit="model"):
         mid = entry["model_id"]
         row = {"model_id": mid, "status": entry["status"]}
+        out = storage.model_dir(args.results, mid)
         if entry["status"] == "ok":
-            X, _ = storage.read_activations(
-                storage.model_dir(args.results, mid) / "activations.h5", geo["layer"], probe["hash"]
-            )
-            values, diagrams = features.compute_features(
-                normalize(X, settings.normalization),
-                probe["labels"],
-                transition_matrix(X, settings),
-                t=settings.t,
-                max_points=feat["max_points"],
-                h1_threshold=feat["h1_threshold"],
-                seed=feat["seed"],
-            )
-            out = storage.model_dir(args.results, mid)
-            features.save_diagrams(out / "diagrams.npz", diagrams)
-            storage.write_json(out / "features.json", values)
+            values = _current_features(out, settings)
+            if values is None:
+                X, _ = storage.read_activations(out / "activations.h5", geo["layer"], probe["hash"])
+                values, diagrams = features.compute_features(
+                    normalize(X, op.normalization),
+                    probe["labels"],
+                    transition_matrix(X, op),
+                    t=op.t,
+                    max_points=feat["max_points"],
+                    h1_threshold=feat["h1_threshold"],
+                    seed=feat["seed"],
+                )
+                features.save_diagrams(out / "diagrams.npz", diagrams)
+                storage.write_json(out / "features.json", {"settings": settings, "values": values})
             row.update(values)
             row["files"] = [str(out / name) for name in FEATURE_FILES]
         rows.append(row)
@@ -250,6 +251,20 @@ def cmd_stats(args: argparse.Namespace) -> None:
     )
     storage.write_csv(args.informativeness, info)
     log.info("map informativeness:\n%s", info.to_string(index=False))
+
+
+def _current_features(out: Path, settings: dict) -> dict | None:
+    """Feature values already computed with these settings from the current activations."""
+    found = out / "features.json"
+    if not (found.exists() and (out / "diagrams.npz").exists()):
+        return None
+    if found.stat().st_mtime_ns < (out / "activations.h5").stat().st_mtime_ns:
+        return None
+    try:
+        record = storage.read_json(found)
+    except UserError:
+        return None
+    return record["values"] if record.get("settings") == settings else None
 
 
 def _operator_settings(geometry: dict):

@@ -16,7 +16,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from nnmanifold import storage
+from nnmanifold import UserError, storage
 from nnmanifold.data import ArrayDataModule, Dataset
 from nnmanifold.models import Classifier
 
@@ -38,9 +38,13 @@ def train_model(
     """Train one model (resuming from its last checkpoint), then write activations and metrics.
 
     A non-finite loss marks the model ``diverged``; any other exception marks it ``failed``. Either
-    way both output files are written, so the rest of the zoo carries on.
+    way both output files are written, so the rest of the zoo carries on. A model whose outputs are
+    already complete for this probe set is left as it is.
     """
     out_dir = Path(out_dir)
+    if (finished := _finished(out_dir, probe["hash"])) is not None:
+        log.info("model %s: outputs complete for this probe set, kept", spec["model_id"])
+        return finished
     started = time.perf_counter()
     metrics: dict[str, Any] = {"model_id": spec["model_id"], "spec": spec, "reason": None}
     layers: dict[str, np.ndarray] = {}
@@ -85,6 +89,21 @@ def train_model(
         metrics["test_accuracy"],
         metrics["wall_seconds"],
     )
+    return metrics
+
+
+def _finished(out_dir: Path, probe_hash: str) -> dict[str, Any] | None:
+    """The metrics of a model whose outputs are complete and readable for this probe set.
+
+    Lets a rerun job keep its unchanged members as they are; a failed model is tried again.
+    """
+    try:
+        metrics = storage.read_json(out_dir / "metrics.json")
+        if metrics.get("status") not in ("ok", "diverged"):
+            return None
+        storage.read_activations(out_dir / "activations.h5", probe_hash=probe_hash)
+    except (OSError, UserError):
+        return None
     return metrics
 
 
