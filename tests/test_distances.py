@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from nnmanifold.diffusion import OperatorSettings, diffusion_operator
+from nnmanifold.diffusion import (
+    OperatorSettings,
+    diffusion_operator,
+    kernel_diagnostics,
+    transition_matrix,
+)
 from nnmanifold.distances import (
     OperatorStore,
     distance_matrix,
@@ -227,3 +232,9 @@ def test_prune_drops_models_and_frees_space(store: OperatorStore) -> None:
     for m in keep:
         np.testing.assert_array_equal(store.operator(m), kept[m])
     assert store.prune(keep) == 0
+
+
+def test_store_keeps_kernel_diagnostics_of_the_one_step_operator(store: OperatorStore) -> None:
+    model_id, X = next(iter(representations(10).items()))
+    expected = kernel_diagnostics(transition_matrix(X, store.settings))
+    assert store.diagnostics(model_id) == pytest.approx(expected)

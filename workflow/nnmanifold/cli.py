@@ -154,7 +154,7 @@ def cmd_distances(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from nnmanifold import distances
-    from nnmanifold.diffusion import degeneracy_warning, kernel_diagnostics, transition_matrix
+    from nnmanifold.diffusion import degeneracy_warning
 
     geo = json.loads(args.geometry)
     settings = _operator_settings(geo)
@@ -176,7 +176,7 @@ def cmd_distances(args: argparse.Namespace) -> None:
             storage.model_dir(args.results, mid) / "activations.h5", geo["layer"], probe["hash"]
         )
         store.add(mid, X)
-        diag = kernel_diagnostics(transition_matrix(X, settings))
+        diag = store.diagnostics(mid)
         if message := degeneracy_warning(diag, mid):
             log.warning("%s", message)
         diagnostics.append({"model_id": mid, **diag})
@@ -291,14 +291,11 @@ def cmd_sensitivity(args: argparse.Namespace) -> None:
     models = _manifest_table(args.manifests)
     ok = models[models["status"] == "ok"]
     files = [storage.model_dir(args.results, m) / "activations.h5" for m in ok["model_id"]]
-    layer_sets = [set(storage.read_activations(f)[1]["layer_order"]) for f in files]
-    layers = [None, *sorted(set.intersection(*layer_sets))]
-    representations = {
-        layer or "penultimate": [
-            storage.read_activations(f, layer, probe["hash"])[0] for f in files
-        ]
-        for layer in layers
-    }
+    penultimate = [storage.read_activations(f, None, probe["hash"]) for f in files]
+    common = set.intersection(*(set(attrs["layer_order"]) for _, attrs in penultimate))
+    representations = {"penultimate": [X for X, _ in penultimate]}
+    for layer in sorted(common):
+        representations[layer] = [storage.read_activations(f, layer)[0] for f in files]
     table = sensitivity.sweep(
         representations,
         ok["test_accuracy"].to_numpy(),

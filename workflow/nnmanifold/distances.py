@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -14,7 +15,7 @@ import h5py
 import numpy as np
 import torch
 
-from nnmanifold.diffusion import OperatorSettings, diffusion_operator
+from nnmanifold.diffusion import OperatorSettings, kernel_diagnostics, transition_matrix
 from nnmanifold.storage import CorruptFileError, atomic_path
 
 log = logging.getLogger(__name__)
@@ -134,16 +135,33 @@ class OperatorStore:
             return sorted(fh["operators"])
 
     def add(self, model_id: str, X: np.ndarray) -> bool:
-        """Store the operator of representation X unless an identical X was stored; True if new."""
+        """Store the operator of representation X unless an identical X was stored; True if new.
+
+        The one-step operator's kernel diagnostics are kept beside it (see ``diagnostics``).
+        """
         source = _digest(np.ascontiguousarray(X))
         with self._open("r") as fh:
             stored = fh["operators"].get(model_id)
             if stored is not None and stored.attrs["source"] == source:
-                return False
-        self.put(model_id, diffusion_operator(X, self.settings), source)
+                if "diagnostics" in stored.attrs:
+                    return False
+        one_step = transition_matrix(X, self.settings)
+        operator = np.linalg.matrix_power(one_step, self.settings.t)
+        self.put(model_id, operator, source, kernel_diagnostics(one_step))
         return True
 
-    def put(self, model_id: str, operator: np.ndarray, source: str = "") -> None:
+    def diagnostics(self, model_id: str) -> dict[str, float]:
+        """Kernel diagnostics of a model's one-step operator, recorded when it was added."""
+        with self._open("r") as fh:
+            return json.loads(fh["operators"][self._known(fh, model_id)].attrs["diagnostics"])
+
+    def put(
+        self,
+        model_id: str,
+        operator: np.ndarray,
+        source: str = "",
+        diagnostics: dict[str, float] | None = None,
+    ) -> None:
         """Store (or replace) one model's operator; ``source`` identifies what it came from."""
         if not model_id or "/" in model_id or model_id == ".":
             raise ValueError(f"model id {model_id!r} cannot name an HDF5 dataset (no '/')")
@@ -164,6 +182,8 @@ class OperatorStore:
             dataset = group.create_dataset(model_id, data=operator)
             dataset.attrs["source"] = source
             dataset.attrs["digest"] = _digest(operator)
+            if diagnostics is not None:
+                dataset.attrs["diagnostics"] = json.dumps(diagnostics)
 
     def prune(self, keep: Sequence[str]) -> int:
         """Drop the operators of models not in ``keep``; returns how many were dropped.

@@ -8,9 +8,9 @@ from snakemake.settings.types import DeploymentMethod
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")
 
+from nnmanifold import UserError
 from nnmanifold import zoo as zoo_lib
 from nnmanifold.config import ConfigError, validate
-from nnmanifold import UserError
 from nnmanifold.embedding import MIN_MODELS
 from nnmanifold.storage import missing_files
 
