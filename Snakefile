@@ -27,3 +27,8 @@ include: "workflow/rules/geometry.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/sensitivity.smk"
+
+
+onsuccess:
+    if os.path.exists(f"{R}/stats/zoo_summary.csv"):
+        logger.info(zoo_summary_line(f"{R}/stats/zoo_summary.csv"))

@@ -1,3 +1,4 @@
+import re
 import struct
 
 import numpy as np
@@ -107,3 +108,59 @@ def test_npz_loads(tmp_path):
 def test_bad_npz_is_named(tmp_path, arrays, message):
     with pytest.raises(data.DataError, match=message):
         data.load_dataset(_npz(tmp_path, **arrays))
+
+
+def _probe(tmp_path, npz, *archs):
+    """Run the probe step on an npz config as the workflow does; return (process, probe)."""
+    import json
+    import subprocess
+    import sys
+
+    from nnmanifold import storage
+
+    out = tmp_path / f"probe-{len(list(tmp_path.glob('probe-*')))}.h5"
+    section = {k: v for k, v in npz.items() if k not in ("data_dir", "download")}
+    section["n_probe"] = 12
+    cmd = [sys.executable, "-m", "nnmanifold", "probe", "--data", json.dumps(section)]
+    cmd += ["--archs", *archs, "--out", str(out)] if archs else ["--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    return proc, (storage.read_probe(out) if proc.returncode == 0 else None)
+
+
+def test_uint8_images_are_scaled_like_torchvision(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (60, 1, 6, 6)).astype(np.uint8)
+    labels = np.arange(60) % 3
+    as_int = tmp_path / "int"
+    as_float = tmp_path / "float"
+    for folder, x in ((as_int, pixels), (as_float, pixels.astype(np.float32) / 255.0)):
+        folder.mkdir()
+        cfg = _npz(folder, x_train=x, y_train=labels, x_test=x[:30], y_test=labels[:30])
+        proc, probe = _probe(folder, cfg, "mlp", "cnn")
+        assert proc.returncode == 0, proc.stderr
+        folder.joinpath("x.npy").write_bytes(probe["x"].tobytes())
+    assert as_int.joinpath("x.npy").read_bytes() == as_float.joinpath("x.npy").read_bytes()
+    assert 0.0 <= probe["x"].min() and probe["x"].max() <= 1.0 and probe["x"].max() > 0.9
+
+
+def test_three_axis_images_get_a_channel_axis(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (40, 8, 8)).astype(np.uint8)
+    ds = data.load_dataset(_npz(tmp_path, x_train=x, x_test=x[:20]))
+    assert ds.input_shape == (1, 8, 8)
+    data.check_architectures(ds, ["mlp", "cnn"], "d.npz")
+
+
+@pytest.mark.parametrize(
+    ("arrays", "archs", "message"),
+    [
+        ({"x_train": np.full((40, 5), np.nan)}, ("mlp",), "d.npz: x_train has 200 non-finite"),
+        ({"x_test": np.full((20, 5), np.inf)}, ("mlp",), "d.npz: x_test has 100 non-finite"),
+        ({}, ("mlp", "cnn"), r"arch has cnn, which needs images .*/d.npz"),
+        ({"x_train": np.zeros((40, 5, 2, 2, 2))}, ("mlp",), r"x_train has shape \(40, 5, 2"),
+        ({"x_train": np.full((40, 5), 300)}, ("mlp",), "integers from 300 to 300"),
+    ],
+)
+def test_bad_inputs_are_named_by_the_probe_job(tmp_path, arrays, archs, message):
+    proc, _ = _probe(tmp_path, _npz(tmp_path, **arrays), *archs)
+    assert proc.returncode == 1
+    assert re.search(message, proc.stderr), proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -109,7 +109,7 @@ def mapped_zoo(tmp_path_factory):
     config["zoo"]["space"]["lr"] = [0.3, 0.1, 0.03, 0.01, 1.0e10]
     config["train"]["models_per_job"] = 2
     write_config(workdir, config)
-    snakemake(workdir)
+    (workdir / "run.log").write_text(snakemake(workdir).stderr)
     return workdir, config
 
 
@@ -124,6 +124,10 @@ def test_diverged_model_is_excluded_with_its_reason(mapped_zoo):
     assert row["status"] == "diverged" and np.isnan(row["phate_1"])
     assert "torch" in json.loads(attrs["versions"])
     assert (workdir / "results" / "figures" / "summary.png").stat().st_size > 10_000
+    summary = pd.read_csv(workdir / "results" / "stats" / "zoo_summary.csv").iloc[0]
+    assert (summary["ok"], summary["diverged"]) == (4, 1)
+    assert 0.09 < summary["chance_accuracy"] < 0.2  # digits: ten nearly balanced classes
+    assert "5 models: 4 ok, 1 diverged, 0 failed" in (workdir / "run.log").read_text()
 
 
 def test_two_clean_runs_give_identical_geometry(mapped_zoo, tmp_path):
@@ -135,7 +139,7 @@ def test_two_clean_runs_give_identical_geometry(mapped_zoo, tmp_path):
     assert ids1 == ids2
     np.testing.assert_array_equal(D1, D2)
     cols = ["model_id", "phate_1", "phate_2", "test_accuracy"]
-    pd.testing.assert_frame_equal(emb1[cols], emb2[cols])
+    pd.testing.assert_frame_equal(emb1[cols], emb2[cols], check_exact=True)
 
 
 def test_corrupted_activations_are_regenerated_on_rerun(mapped_zoo):

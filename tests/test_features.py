@@ -14,7 +14,7 @@ N_CLASSES = 10
 
 
 def _operator(X: np.ndarray, sigma: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian kernel W and its one-step operator P = Q^-1 W, as METHOD.md section 2."""
+    """Gaussian kernel W and its one-step operator P = Q^-1 W, as docs/method.md §3."""
     W = np.exp(-cdist(X, X, "sqeuclidean") / (2 * sigma**2))
     return W / W.sum(axis=1, keepdims=True), W
 

@@ -237,3 +237,17 @@ def test_bad_inputs_raise_value_error(call: Callable[[np.ndarray, np.ndarray], o
     D, acc = _zoo(n=10)
     with pytest.raises(ValueError):
         call(D, acc)
+
+
+def test_zoo_summary_counts_models_near_chance() -> None:
+    status = pd.Series(["ok", "ok", "ok", "diverged", "failed", "ok"])
+    accuracy = pd.Series([0.95, 0.12, 0.119, np.nan, np.nan, 0.121])
+    summary = stats.zoo_summary(status, accuracy, chance_accuracy=0.1)
+    row = summary.iloc[0]
+    assert (row["models"], row["ok"], row["diverged"], row["failed"]) == (6, 4, 1, 1)
+    assert row["near_chance"] == 2  # 0.12 and 0.119 are within 2 points; 0.121 is not
+    assert row["best_accuracy"] == 0.95
+    line = stats.summary_line(summary)
+    assert "2 ended near chance" in line and "0.120" in line
+    clean = stats.zoo_summary(status, accuracy, chance_accuracy=0.05)
+    assert clean.iloc[0]["near_chance"] == 0 and "near chance" not in stats.summary_line(clean)

@@ -70,8 +70,10 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
     cfg = {**json.loads(args.data), "data_dir": args.data_dir, "download": args.download}
     ds = data.load_dataset(cfg)
+    data.check_architectures(ds, args.archs, cfg["npz_path"] or ds.name)
     idx = data.probe_indices(ds.y_test, cfg["n_probe"], cfg["probe_seed"])
     probe = {"indices": idx, "labels": ds.y_test[idx], "x": ds.x_test[idx], "dataset": ds.name}
+    probe["chance_accuracy"] = data.chance_accuracy(ds.y_test)
     probe["hash"] = data.probe_hash(ds.name, idx, probe["labels"], probe["x"])
     storage.write_probe(args.out, probe)
     log.info("probe set of %d points (hash %s) written to %s", len(idx), probe["hash"], args.out)
@@ -239,8 +241,16 @@ def cmd_stats(args: argparse.Namespace) -> None:
     from nnmanifold.features import FEATURE_NAMES
 
     cfg = json.loads(args.stats)
+    everyone = pd.read_csv(args.embedding)
+    summary = stats.zoo_summary(
+        everyone["status"],
+        everyone["test_accuracy"],
+        storage.read_probe(args.probe)["chance_accuracy"],
+    )
+    storage.write_csv(args.summary, summary)
+    log.info("%s", stats.summary_line(summary))
     D, ids, _ = read_distances(args.distances)
-    table = pd.read_csv(args.embedding).set_index("model_id").loc[ids]
+    table = everyone.set_index("model_id").loc[ids]
     accuracy = table["test_accuracy"].to_numpy()
     feats = table[list(FEATURE_NAMES)]
     corr = stats.feature_correlations(feats, accuracy, cfg["n_bootstrap"], cfg["seed"])
@@ -387,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help=cmd_probe.__doc__, description=cmd_probe.__doc__)
     p.add_argument("--data", required=True, help="the config's data section as JSON")
     _data_access(p)
+    p.add_argument("--archs", nargs="+", default=[], help="the zoo's architectures (checked)")
     p.add_argument("--out", required=True, type=Path, help="probe set (HDF5)")
 
     p = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__)
@@ -437,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedding", required=True, type=Path, help="embedding table (CSV)")
     p.add_argument("--distances", required=True, type=Path, help="distances (HDF5)")
     p.add_argument("--stats", required=True, help="the config's stats section as JSON")
+    p.add_argument("--probe", required=True, type=Path, help="probe set (HDF5)")
+    p.add_argument("--summary", required=True, type=Path, help="zoo summary (CSV)")
     p.add_argument("--correlations", required=True, type=Path, help="feature correlations (CSV)")
     p.add_argument("--informativeness", required=True, type=Path, help="map statistics (CSV)")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,6 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from nnmanifold import UserError
 
-IMAGE_DATASETS = {"digits", "mnist", "fashion_mnist", "cifar10"}
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
 
@@ -86,6 +86,11 @@ def probe_indices(y_test: np.ndarray, n_probe: int, seed: int) -> np.ndarray:
     return np.concatenate(chosen)
 
 
+def chance_accuracy(y_test: np.ndarray) -> float:
+    """Accuracy of always answering the most common class of the test split."""
+    return float(np.bincount(y_test).max() / len(y_test))
+
+
 def probe_hash(dataset: str, indices: np.ndarray, labels: np.ndarray, x: np.ndarray) -> str:
     """A hash of the probe set (data set, indices, labels and input values)."""
     h = hashlib.sha256(dataset.encode())
@@ -155,6 +160,7 @@ def _npz(path: Path) -> Dataset:
             )
         if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
             raise DataError(f"{path}: y_{split} must hold non-negative integer class labels")
+        arrays[f"x_{split}"] = npz_inputs(x, f"{path}: x_{split}")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise DataError(
             f"{path}: x_train rows have shape {arrays['x_train'].shape[1:]} but x_test rows "
@@ -164,11 +170,51 @@ def _npz(path: Path) -> Dataset:
         raise DataError(f"{path}: y_test has classes that never occur in y_train")
     return Dataset(
         "npz",
-        arrays["x_train"].astype(np.float32),
+        arrays["x_train"],
         arrays["y_train"].astype(np.int64),
-        arrays["x_test"].astype(np.float32),
+        arrays["x_test"],
         arrays["y_test"].astype(np.int64),
     )
+
+
+def npz_inputs(x: np.ndarray, name: str) -> np.ndarray:
+    """An ``npz`` input array as float32 model inputs, the way torchvision's images arrive.
+
+    Integer arrays are 8-bit pixels (0-255) and are divided by 255; float arrays are taken as
+    given. ``(N, F)`` is a feature vector per row, ``(N, C, H, W)`` an image, and ``(N, H, W)`` a
+    one-channel image (the channel axis is added).
+    """
+    if np.issubdtype(x.dtype, np.integer):
+        low, high = (int(x.min()), int(x.max())) if x.size else (0, 0)
+        if low < 0 or high > 255:
+            raise DataError(
+                f"{name} holds integers from {low} to {high}; integer inputs are read as 8-bit "
+                "pixels (0-255). Save other integer data as float (it is then used as given)"
+            )
+        x = x.astype(np.float32) / 255.0
+    elif np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+        if not np.isfinite(x).all():
+            bad = int(np.count_nonzero(~np.isfinite(x)))
+            raise DataError(f"{name} has {bad} non-finite values (NaN or inf); clean the array")
+    else:
+        raise DataError(f"{name} has dtype {x.dtype}; use integer pixels (0-255) or floats")
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim not in (2, 4):
+        raise DataError(
+            f"{name} has shape {x.shape}; use (N, features), (N, H, W) or (N, C, H, W) images"
+        )
+    return x
+
+
+def check_architectures(ds: Dataset, archs: Iterable[str], source: str) -> None:
+    """Fail early if the zoo holds an architecture this data set's input shape cannot feed."""
+    if "cnn" in set(archs) and len(ds.input_shape) != 3:
+        raise DataError(
+            f"zoo.space.arch has cnn, which needs images (N, C, H, W) or (N, H, W), but {source} "
+            f"gives inputs of shape {ds.input_shape} per row; drop cnn or use image data"
+        )
 
 
 def _stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -20,7 +20,7 @@ MAX_NEIGHBOUR_FRACTION = 0.9
 
 @dataclass(frozen=True)
 class OperatorSettings:
-    """How a representation becomes a diffusion operator (METHOD.md sections 1-2)."""
+    """How a representation becomes a diffusion operator (docs/method.md §2-3)."""
 
     sigma: float | str = 0.5  # or "median": each network's median pairwise distance
     normalization: str = "l2"

@@ -1,4 +1,4 @@
-"""Per-network characterisation (METHOD.md section 5): class separation, hierarchical cluster
+"""Per-network characterisation (docs/method.md §6): class separation, hierarchical cluster
 structure, diffusion spectral entropy and topology, as scalar features painted on the map.
 
 Functions take a network's probe representation ``X`` (n x d, already normalised as for the

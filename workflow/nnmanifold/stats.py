@@ -1,4 +1,4 @@
-"""Statistics that relate the network map to performance (METHOD.md section 6).
+"""Statistics that relate the network map to performance (docs/method.md §7).
 
 Pure functions on arrays: Spearman correlations with bootstrap intervals, smoothness of accuracy on
 the k-NN graph of a network distance (Dirichlet energy with a permutation p-value), leave-one-out
@@ -253,6 +253,43 @@ def map_informativeness(
         rows += [{"predictor": name, **row} for row in strata]
     columns = ["predictor", "stratum", "r2", "r2_p", "smoothness_energy", "smoothness_p", "n", "k"]
     return pd.DataFrame(rows, columns=columns)
+
+
+#: A model within this many accuracy points of the majority-class rate counts as near chance.
+CHANCE_MARGIN = 0.02
+
+
+def zoo_summary(status: pd.Series, accuracy: pd.Series, chance_accuracy: float) -> pd.DataFrame:
+    """One row: how many models trained ok, diverged or failed, and how many of the ok ones ended
+    near chance (test accuracy at most the majority-class rate + ``CHANCE_MARGIN``)."""
+    ok = accuracy[status == "ok"]
+    threshold = chance_accuracy + CHANCE_MARGIN
+    row = {
+        "models": len(status),
+        **{s: int((status == s).sum()) for s in ("ok", "diverged", "failed")},
+        "near_chance": int((ok <= threshold).sum()),
+        "chance_accuracy": chance_accuracy,
+        "near_chance_threshold": threshold,
+        "median_accuracy": float(ok.median()),
+        "best_accuracy": float(ok.max()),
+    }
+    return pd.DataFrame([row])
+
+
+def summary_line(summary: pd.DataFrame) -> str:
+    """The zoo summary as one sentence for logs and the end of a run."""
+    r = summary.to_dict("records")[0]
+    line = (
+        f"{r['models']} models: {r['ok']} ok, {r['diverged']} diverged, {r['failed']} failed; "
+        f"test accuracy median {r['median_accuracy']:.3f}, best {r['best_accuracy']:.3f}"
+    )
+    if r["near_chance"]:
+        line += (
+            f"; {r['near_chance']} ended near chance (accuracy <= {r['near_chance_threshold']:.3f},"
+            f" the majority-class rate {r['chance_accuracy']:.3f} + {CHANCE_MARGIN:.0%} points;"
+            " they stay on the map)"
+        )
+    return line
 
 
 def feature_correlations(

@@ -108,7 +108,8 @@ def library_versions() -> dict[str, str]:
 
 
 def write_probe(path: str | os.PathLike, probe: dict[str, Any]) -> None:
-    """Store the probe set once per zoo: indices into the test split, labels, inputs, hash."""
+    """Store the probe set once per zoo: indices into the test split, labels, inputs, hash, and
+    the test split's chance accuracy (majority-class rate)."""
     import h5py
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -116,6 +117,7 @@ def write_probe(path: str | os.PathLike, probe: dict[str, Any]) -> None:
             f.create_dataset(key, data=probe[key])
         f.attrs["hash"] = probe["hash"]
         f.attrs["dataset"] = probe["dataset"]
+        f.attrs["chance_accuracy"] = probe["chance_accuracy"]
 
 
 def read_probe(path: str | os.PathLike) -> dict[str, Any]:
@@ -126,6 +128,7 @@ def read_probe(path: str | os.PathLike) -> dict[str, Any]:
         with h5py.File(path, "r") as f:
             probe = {key: f[key][()] for key in ("indices", "labels", "x")}
             probe.update(hash=str(f.attrs["hash"]), dataset=str(f.attrs["dataset"]))
+            probe["chance_accuracy"] = float(f.attrs.get("chance_accuracy", "nan"))
     except (OSError, KeyError) as err:
         raise CorruptFileError(
             f"{path} is not a complete probe file ({err}); delete it and rerun"

@@ -115,3 +115,12 @@ def train_gpus():
 
 
 warn_missing(train_manifests() + feature_manifests())
+
+
+def zoo_summary_line(path):
+    """The run's headline (models ok/diverged/failed, near chance) for the end of the log."""
+    import pandas as pd
+
+    from nnmanifold.stats import summary_line
+
+    return summary_line(pd.read_csv(path))

@@ -27,8 +27,10 @@ rule probe:
     params:
         data=DATA_PARAM,
         access=DATA_ACCESS,
+        archs=config["zoo"]["space"]["arch"],
     shell:
-        "python -m nnmanifold probe --data {params.data:q} {params.access} --out {output}"
+        "python -m nnmanifold probe --data {params.data:q} {params.access} --archs {params.archs:q}"
+        " --out {output}"
         " > {log} 2>&1"
 
 
