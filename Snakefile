@@ -30,5 +30,5 @@ include: "workflow/rules/sensitivity.smk"
 
 
 onsuccess:
-    if os.path.exists(f"{R}/stats/zoo_summary.csv"):
-        logger.info(zoo_summary_line(f"{R}/stats/zoo_summary.csv"))
+    if P.stats("zoo_summary").exists():
+        logger.info(zoo_summary_line(P.stats("zoo_summary")))

@@ -18,7 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from nnmanifold.diffusion import OperatorSettings, diffusion_operator
-from nnmanifold.distances import OperatorStore, distance_matrix, pairwise_frobenius
+from nnmanifold.distances import distance_matrix, pairwise_frobenius, store_fingerprint
+from nnmanifold.storage import OperatorStore
+
+#: What the benchmark's operators depend on (default settings, a made-up probe set).
+FINGERPRINT = store_fingerprint(OperatorSettings(), "bench", "penultimate")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,7 +61,7 @@ def build_store(path: Path, args: argparse.Namespace) -> tuple[OperatorStore, li
     """A zoo of related operators (model 1 a near-identical copy of model 0) in an HDF5 store."""
     rng = np.random.default_rng(args.seed)
     settings = OperatorSettings()
-    store = OperatorStore(path, settings, probe_hash="bench", layer="penultimate")
+    store = OperatorStore(path, FINGERPRINT)
     base = rng.normal(size=(args.points, args.features))
     ids = [f"model-{i:04d}" for i in range(args.models + args.add)]
     for model_id in ids:
@@ -74,9 +78,9 @@ def stream_worker(store_path: str, out: str, args: argparse.Namespace) -> None:
     A two-model warm-up first loads the libraries, and the peak-RSS mark is reset, so the RSS
     growth is the computation's own.
     """
-    store = OperatorStore(store_path, OperatorSettings(), probe_hash="bench", layer="penultimate")
+    store = OperatorStore(store_path, FINGERPRINT)
     ids = store.model_ids()[: args.models]
-    distance_matrix(store, ids[:2], device=args.device)
+    distance_matrix(store, ids[:2], memory_budget_bytes=2**30, device=args.device)
     rss_before_mb = _reset_peak_rss_mb()
     tracemalloc.start()
     start = time.perf_counter()
@@ -179,12 +183,16 @@ def stream_figures(store: OperatorStore, D: np.ndarray, args: argparse.Namespace
 def incremental_figures(store: OperatorStore, ids: list[str], args: argparse.Namespace) -> dict:
     """Adding models to a cached zoo vs recomputing everything, both read from the store."""
     cache = store.path.with_name("distances.h5")
-    distance_matrix(store, ids[: args.models], cache_path=cache, device=args.device)
+    distance_matrix(
+        store, ids[: args.models], cache_path=cache, memory_budget_bytes=2**30, device=args.device
+    )
     start = time.perf_counter()
-    added = distance_matrix(store, ids, cache_path=cache, device=args.device)
+    added = distance_matrix(
+        store, ids, cache_path=cache, memory_budget_bytes=2**30, device=args.device
+    )
     add_s = time.perf_counter() - start
     start = time.perf_counter()
-    full = distance_matrix(store, ids, device=args.device)
+    full = distance_matrix(store, ids, memory_budget_bytes=2**30, device=args.device)
     full_s = time.perf_counter() - start
     add_err = float(np.max(np.abs(added.distances - full.distances)))
     print(

@@ -51,6 +51,16 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return proc
 
 
+def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
+    """Jobs per rule in the job-stats table of a dry run ("total" and "all" left out)."""
+    jobs = {}
+    for line in dry_run_stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "all"):
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
 @pytest.fixture
 def tiny(tmp_path: Path) -> tuple[Path, dict]:
     """A working directory holding a tiny config (2 MLPs, 1 epoch, 50 probe points)."""

@@ -13,15 +13,17 @@ from nnmanifold.diffusion import (
     transition_matrix,
 )
 from nnmanifold.distances import (
-    OperatorStore,
     distance_matrix,
     pairwise_frobenius,
-    read_distances,
-    write_distances,
+    store_fingerprint,
+    store_operator,
 )
-from nnmanifold.storage import CorruptFileError
+from nnmanifold.storage import CorruptFileError, OperatorStore, read_distances, write_distances
 
 N_POINTS = 20
+#: Room for every operator of these tests at once.
+BUDGET = 2**26
+SETTINGS = OperatorSettings()
 
 
 def representations(n_models: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -56,11 +58,23 @@ def max_relative_error(D: np.ndarray, reference: np.ndarray) -> float:
     return float(np.max(np.abs(D[positive] - reference[positive]) / reference[positive]))
 
 
+def open_store(
+    path: Path, settings: OperatorSettings, probe_hash: str, layer: str
+) -> OperatorStore:
+    return OperatorStore(path, store_fingerprint(settings, probe_hash, layer))
+
+
+def add(
+    store: OperatorStore, model_id: str, X: np.ndarray, settings: OperatorSettings = SETTINGS
+) -> bool:
+    return store_operator(store, model_id, X, settings)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> OperatorStore:
-    store = OperatorStore(tmp_path / "ops.h5", OperatorSettings(), probe_hash="p1", layer="fc2")
+    store = open_store(tmp_path / "ops.h5", OperatorSettings(), "p1", "fc2")
     for model_id, X in representations(10).items():
-        store.add(model_id, X)
+        add(store, model_id, X)
     return store
 
 
@@ -104,17 +118,17 @@ def test_cuda_matches_cpu() -> None:
 
 def test_store_reuses_and_invalidates(tmp_path: Path, store: OperatorStore) -> None:
     X = representations(10)["m0-03"]
-    assert not store.add("m0-03", X)
-    assert store.add("m0-03", X + 0.1)
-    assert np.array_equal(store.operator("m0-03"), diffusion_operator(X + 0.1, store.settings))
+    assert not add(store, "m0-03", X)
+    assert add(store, "m0-03", X + 0.1)
+    assert np.array_equal(store.operator("m0-03"), diffusion_operator(X + 0.1, SETTINGS))
     assert len(store.model_ids()) == 10
-    reopened = OperatorStore(store.path, OperatorSettings(), probe_hash="p1", layer="fc2")
+    reopened = open_store(store.path, OperatorSettings(), "p1", "fc2")
     assert len(reopened.model_ids()) == 10
     with pytest.raises(ValueError, match="probe set"):
         store.put("bigger", np.eye(N_POINTS + 1))
     with pytest.raises(ValueError, match="HDF5"):
         store.put("a/b", np.eye(N_POINTS))
-    other = OperatorStore(store.path, OperatorSettings(sigma=0.7), probe_hash="p1", layer="fc2")
+    other = open_store(store.path, OperatorSettings(sigma=0.7), "p1", "fc2")
     assert other.model_ids() == []
 
 
@@ -136,20 +150,20 @@ def test_streamed_with_tiny_budget_equals_in_memory(store: OperatorStore) -> Non
 def test_incremental_computes_only_new_pairs(tmp_path: Path, store: OperatorStore) -> None:
     cache = tmp_path / "distances.h5"
     first = store.model_ids()
-    before = distance_matrix(store, first, cache_path=cache)
+    before = distance_matrix(store, first, cache_path=cache, memory_budget_bytes=BUDGET)
     assert before.n_computed == 45
     new = representations(3, seed=1)
     for model_id, X in new.items():
-        store.add(model_id, X)
+        add(store, model_id, X)
     ids = first + list(new)
     after = distance_matrix(store, ids, cache_path=cache, memory_budget_bytes=10 * 8 * N_POINTS**2)
     assert after.n_computed == 3 * 10 + 3
-    full = distance_matrix(store, ids)
+    full = distance_matrix(store, ids, memory_budget_bytes=BUDGET)
     assert full.n_computed == 13 * 12 // 2
     assert max_relative_error(after.distances, full.distances) <= 1e-10
     assert np.array_equal(after.distances[:10, :10], before.distances)
     assert np.array_equal(after.distances, after.distances.T)
-    assert distance_matrix(store, ids, cache_path=cache).n_computed == 0
+    assert distance_matrix(store, ids, cache_path=cache, memory_budget_bytes=BUDGET).n_computed == 0
 
 
 def test_cache_follows_requested_order_and_changed_models(
@@ -157,13 +171,16 @@ def test_cache_follows_requested_order_and_changed_models(
 ) -> None:
     cache = tmp_path / "distances.h5"
     ids = store.model_ids()
-    full = distance_matrix(store, ids, cache_path=cache).distances
+    full = distance_matrix(store, ids, cache_path=cache, memory_budget_bytes=BUDGET).distances
     shuffled = ids[::-1]
-    again = distance_matrix(store, shuffled, cache_path=cache)
+    again = distance_matrix(store, shuffled, cache_path=cache, memory_budget_bytes=BUDGET)
     assert again.n_computed == 0
     assert np.array_equal(again.distances, full[::-1, ::-1])
-    store.add(ids[4], representations(10)[ids[4]] + 0.2)
-    assert distance_matrix(store, ids, cache_path=cache).n_computed == len(ids) - 1
+    add(store, ids[4], representations(10)[ids[4]] + 0.2)
+    assert (
+        distance_matrix(store, ids, cache_path=cache, memory_budget_bytes=BUDGET).n_computed
+        == len(ids) - 1
+    )
 
 
 @pytest.mark.parametrize(
@@ -180,19 +197,19 @@ def test_changed_settings_invalidate_cache(
     tmp_path: Path, store: OperatorStore, settings: OperatorSettings, probe_hash: str, layer: str
 ) -> None:
     cache = tmp_path / "distances.h5"
-    distance_matrix(store, cache_path=cache)
-    assert distance_matrix(store, cache_path=cache).n_computed == 0
-    changed = OperatorStore(tmp_path / "other.h5", settings, probe_hash=probe_hash, layer=layer)
+    distance_matrix(store, cache_path=cache, memory_budget_bytes=BUDGET)
+    assert distance_matrix(store, cache_path=cache, memory_budget_bytes=BUDGET).n_computed == 0
+    changed = open_store(tmp_path / "other.h5", settings, probe_hash, layer)
     for model_id, X in representations(10).items():
-        changed.add(model_id, X)
-    result = distance_matrix(changed, cache_path=cache)
+        add(changed, model_id, X, settings)
+    result = distance_matrix(changed, cache_path=cache, memory_budget_bytes=BUDGET)
     assert result.n_computed == 45
     _, _, attrs = read_distances(cache)
     assert attrs["settings_key"] == settings.key() and attrs["layer"] == layer
 
 
 def test_round_trip(tmp_path: Path, store: OperatorStore) -> None:
-    result = distance_matrix(store)
+    result = distance_matrix(store, memory_budget_bytes=BUDGET)
     path = tmp_path / "geometry" / "distances.h5"
     write_distances(path, result.distances, result.model_ids, store.attrs)
     D, ids, attrs = read_distances(path)
@@ -204,12 +221,15 @@ def test_round_trip(tmp_path: Path, store: OperatorStore) -> None:
 
 def test_truncated_file_is_corrupt(tmp_path: Path, store: OperatorStore) -> None:
     path = tmp_path / "distances.h5"
-    result = distance_matrix(store, cache_path=path)
+    result = distance_matrix(store, cache_path=path, memory_budget_bytes=BUDGET)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptFileError, match="distances.h5"):
         read_distances(path)
-    assert distance_matrix(store, cache_path=path).n_computed == result.n_computed
+    assert (
+        distance_matrix(store, cache_path=path, memory_budget_bytes=BUDGET).n_computed
+        == result.n_computed
+    )
     assert read_distances(path)[1] == result.model_ids
     with pytest.raises(FileNotFoundError):
         read_distances(tmp_path / "missing.h5")
@@ -236,5 +256,5 @@ def test_prune_drops_models_and_frees_space(store: OperatorStore) -> None:
 
 def test_store_keeps_kernel_diagnostics_of_the_one_step_operator(store: OperatorStore) -> None:
     model_id, X = next(iter(representations(10).items()))
-    expected = kernel_diagnostics(transition_matrix(X, store.settings))
+    expected = kernel_diagnostics(transition_matrix(X, SETTINGS))
     assert store.diagnostics(model_id) == pytest.approx(expected)

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import snakemake, write_config
+from conftest import planned_jobs, snakemake, write_config
 
 from nnmanifold import UserError, storage
-from nnmanifold.distances import read_distances
+from nnmanifold.paths import Layout
 
 
 def test_killed_write_leaves_no_file_at_the_target(tmp_path):
@@ -94,7 +94,7 @@ def test_checkpoint_loading_refuses_pickled_code(tmp_path):
 
 
 def _read_tables(workdir):
-    D, ids, attrs = read_distances(workdir / "results" / "geometry" / "distances.h5")
+    D, ids, attrs = storage.read_distances(workdir / "results" / "geometry" / "distances.h5")
     emb = pd.read_csv(workdir / "results" / "geometry" / "embedding.csv")
     return D, ids, attrs, emb
 
@@ -130,6 +130,24 @@ def test_diverged_model_is_excluded_with_its_reason(mapped_zoo):
     assert "5 models: 4 ok, 1 diverged, 0 failed" in (workdir / "run.log").read_text()
 
 
+def test_sigma_from_the_command_line_reruns_geometry_not_training(mapped_zoo):
+    workdir, _ = mapped_zoo
+    assert planned_jobs(snakemake(workdir, "-n").stdout) == {}
+    plan = snakemake(workdir, "-n", "-p", "--config", "geometry={sigma: 0.7}")
+    assert "0.7" in plan.stdout and "'0.7' is not of type" not in plan.stdout + plan.stderr
+    batches = len(list((workdir / "results" / "train").glob("*.json")))
+    assert planned_jobs(plan.stdout) == {
+        "features": batches,
+        "distances": 1,
+        "embedding": 1,
+        "wasserstein": 1,
+        "wasserstein_embedding": 1,
+        "stats": 1,
+        "figures": 1,
+        "provenance": 1,
+    }
+
+
 def test_two_clean_runs_give_identical_geometry(mapped_zoo, tmp_path):
     first, config = mapped_zoo
     write_config(tmp_path, config)
@@ -149,7 +167,7 @@ def test_corrupted_activations_are_regenerated_on_rerun(mapped_zoo):
         for m in sorted((workdir / "results" / "train").glob("*.json"))
         if [r["status"] for r in json.loads(m.read_text())] == ["ok", "ok"]
     )
-    victim, mate = (storage.model_dir(workdir / "results", m["model_id"]) for m in job)
+    victim, mate = (Layout(workdir / "results").model_dir(m["model_id"]) for m in job)
     victim = victim / "activations.h5"
     before, _ = storage.read_activations(victim)
     mate_files = [mate / "activations.h5", mate / "features.json"]

@@ -7,7 +7,7 @@ import persim
 import pytest
 from scipy.spatial.distance import cdist
 
-from nnmanifold import features
+from nnmanifold import features, storage
 from nnmanifold.storage import CorruptFileError
 
 N_CLASSES = 10
@@ -118,8 +118,10 @@ def test_stratified_subsample_is_seeded_and_proportional():
 
 
 def test_circle_has_exactly_one_long_h1_bar_and_blob_none():
-    circle_summary, circle_dgms = features.persistence(_circle(), max_points=80, seed=0)
-    blob_summary, _ = features.persistence(_blob(), max_points=80, seed=0)
+    circle_summary, circle_dgms = features.persistence(
+        _circle(), max_points=80, h1_threshold=0.1, seed=0
+    )
+    blob_summary, _ = features.persistence(_blob(), max_points=80, h1_threshold=0.1, seed=0)
     h1 = circle_dgms[1]
     longest = np.max(h1[:, 1] - h1[:, 0])
 
@@ -133,8 +135,11 @@ def test_circle_has_exactly_one_long_h1_bar_and_blob_none():
 
 
 def test_wasserstein_matrix_is_symmetric_with_zero_diagonal_and_separates_shapes():
-    dgms = [features.persistence(X, max_points=60, seed=0)[1] for X in (_circle(), _blob())]
-    dgms.append(features.persistence(_circle(seed=7), max_points=60, seed=0)[1])
+    dgms = [
+        features.persistence(X, max_points=60, h1_threshold=0.1, seed=0)[1]
+        for X in (_circle(), _blob())
+    ]
+    dgms.append(features.persistence(_circle(seed=7), max_points=60, h1_threshold=0.1, seed=0)[1])
     distances = features.persistence_distances(dgms, dim=1)
 
     assert distances.shape == (3, 3)
@@ -148,7 +153,7 @@ def test_wasserstein_matrix_is_symmetric_with_zero_diagonal_and_separates_shapes
 def test_compute_features_returns_every_named_feature():
     X, y = _clusters(per_class=6)
     P, W = _operator(X)
-    values, diagrams = features.compute_features(X, y, P, W, max_points=30)
+    values, diagrams = features.compute_features(X, y, P, W, max_points=30, h1_threshold=0.1)
 
     assert list(values) == list(features.FEATURE_NAMES)
     assert all(isinstance(v, float) and np.isfinite(v) for v in values.values())
@@ -158,10 +163,10 @@ def test_compute_features_returns_every_named_feature():
 
 
 def test_diagram_save_load_round_trip(tmp_path):
-    _, diagrams = features.persistence(_circle(), max_points=50)
+    _, diagrams = features.persistence(_circle(), max_points=50, h1_threshold=0.1)
     path = tmp_path / "sub" / "diagrams.npz"
-    features.save_diagrams(path, diagrams)
-    loaded = features.load_diagrams(path)
+    storage.write_diagrams(path, diagrams)
+    loaded = storage.read_diagrams(path)
 
     assert sorted(p.name for p in path.parent.iterdir()) == ["diagrams.npz"]
     assert len(loaded) == len(diagrams)
@@ -173,4 +178,4 @@ def test_load_diagrams_names_a_corrupt_file(tmp_path):
     path = tmp_path / "broken.npz"
     path.write_bytes(b"not a zip file")
     with pytest.raises(CorruptFileError, match="broken.npz"):
-        features.load_diagrams(path)
+        storage.read_diagrams(path)

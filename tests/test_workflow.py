@@ -3,16 +3,11 @@
 import json
 
 import yaml
-from conftest import snakemake, write_config
+from conftest import planned_jobs, snakemake, write_config
 
 
 def _jobs(dry_run_stdout: str, rule: str) -> int:
-    """Count jobs of one rule in the job-stats table of a dry run."""
-    for line in dry_run_stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == rule and parts[1].isdigit():
-            return int(parts[1])
-    return 0
+    return planned_jobs(dry_run_stdout).get(rule, 0)
 
 
 def test_bad_config_key_stops_before_any_job(tiny):

@@ -28,12 +28,9 @@ def load_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
-    """Read a YAML config (safe loader), apply overrides and return it validated with defaults."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    if overrides:
-        raw = _deep_merge(raw, overrides)
-    return validate(raw)
+def load_config(path: str | Path) -> dict:
+    """Read a YAML config (safe loader) and return it validated with defaults."""
+    return validate(yaml.safe_load(Path(path).read_text()) or {})
 
 
 def validate(config: Mapping[str, Any]) -> dict:
@@ -91,14 +88,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"- config key '{key}': {error.message}"
 
 
-def _deep_merge(base: Mapping, extra: Mapping) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+def _from_text(validator, value: str) -> Any:
+    """A string where the schema wants another type, read as YAML: Snakemake hands nested
+    ``--config 'geometry={sigma: 0.7}'`` values over as text. Kept as text if that does not fit."""
+    if validator.is_valid(value):
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if validator.is_valid(parsed) else value
 
 
 def _extend_with_default(validator_class: type) -> type:
@@ -109,6 +108,8 @@ def _extend_with_default(validator_class: type) -> type:
             for name, subschema in properties.items():
                 if "default" in subschema and name not in instance:
                     instance[name] = copy.deepcopy(subschema["default"])
+                elif isinstance(instance.get(name), str):
+                    instance[name] = _from_text(validator.evolve(schema=subschema), instance[name])
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import numbers
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from nnmanifold.storage import content_hash
 
 NORMALIZATIONS = ("none", "l2", "standardize", "median")
 
@@ -50,8 +50,7 @@ class OperatorSettings:
 
     def key(self) -> str:
         """Short stable hash of the settings; a different key invalidates cached operators."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return content_hash(asdict(self), 12)
 
 
 def normalize(X: np.ndarray, method: str) -> np.ndarray:
@@ -115,7 +114,20 @@ def transition_matrix(X: np.ndarray, settings: OperatorSettings) -> np.ndarray:
 
 def diffusion_operator(X: np.ndarray, settings: OperatorSettings) -> np.ndarray:
     """The t-step diffusion operator P^t of a representation, (n, n) float64."""
-    return np.linalg.matrix_power(transition_matrix(X, settings), settings.t)
+    return power(transition_matrix(X, settings), settings.t)
+
+
+def operator_with_diagnostics(
+    X: np.ndarray, settings: OperatorSettings
+) -> tuple[np.ndarray, dict[str, float]]:
+    """P^t and the kernel diagnostics of the one-step P (one kernel for both)."""
+    P = transition_matrix(X, settings)
+    return power(P, settings.t), kernel_diagnostics(P)
+
+
+def power(P: np.ndarray, t: int) -> np.ndarray:
+    """P^t: t diffusion steps of a one-step operator."""
+    return np.linalg.matrix_power(P, t)
 
 
 def kernel_diagnostics(P: np.ndarray) -> dict[str, float]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -11,21 +9,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
-import torch
 
-from nnmanifold.diffusion import OperatorSettings, kernel_diagnostics, transition_matrix
-from nnmanifold.storage import CorruptFileError, atomic_path
+from nnmanifold.diffusion import OperatorSettings, operator_with_diagnostics
+from nnmanifold.storage import (
+    CorruptFileError,
+    OperatorStore,
+    content_hash,
+    is_current,
+    read_distance_cache,
+    write_distances,
+)
 
 log = logging.getLogger(__name__)
 
 #: Pairs whose Gram-based d^2 is below this fraction of ||a-r||^2 + ||b-r||^2 (r: the block's
 #: reference) lost digits to cancellation; they are recomputed by direct subtraction.
 RECOMPUTE_RATIO = 1e-4
-#: Memory for operator blocks in :func:`distance_matrix` unless told otherwise.
-DEFAULT_MEMORY_BUDGET = 2**30
-#: Attributes that must match for stored operators or cached distances to be reused.
+#: Attributes that must match for cached distances to be reused.
 FINGERPRINT_KEYS = ("settings_key", "probe_hash", "layer")
 
 
@@ -49,18 +50,25 @@ def pairwise_frobenius(
 
 
 def _resolve_device(device: str) -> str:
+    """ "cpu" or "cuda"; torch is imported only when CUDA may be asked for."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device={device!r} is not one of auto, cpu, cuda")
+    if device == "cpu":
+        return device
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         raise ValueError("device='cuda' but torch sees no GPU; use device='auto' or 'cpu'")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device={device!r} is not one of auto, cpu, cuda")
     return device
 
 
 def _gram(A: np.ndarray, B: np.ndarray | None, device: str) -> np.ndarray:
     """Inner products of rows in float64; B None uses the symmetric product (half the work)."""
     if device == "cuda":
+        import torch
+
         a = torch.from_numpy(A).to(device)
         b = a if B is None else torch.from_numpy(B).to(device)
         return (a @ b.T).cpu().numpy()
@@ -87,155 +95,30 @@ def _centred_distances(A: np.ndarray, B: np.ndarray | None, device: str) -> np.n
     return np.sqrt(np.maximum(D2, 0.0))
 
 
-class OperatorStore:
-    """HDF5 file of diffusion operators, one dataset per model, for one settings/probe/layer.
-
-    Opening a store built for other settings, probe set or layer starts it afresh, so stale
-    operators are never mixed in. One writer at a time.
-    """
-
-    def __init__(
-        self, path: str | os.PathLike, settings: OperatorSettings, probe_hash: str, layer: str
-    ) -> None:
-        self.path = Path(path)
-        self.settings = settings
-        self.attrs: dict[str, Any] = {
-            "settings_key": settings.key(),
-            "probe_hash": probe_hash,
-            "layer": layer,
-            "sigma": settings.sigma,
-            "normalization": settings.normalization,
-            "t": settings.t,
-        }
-        if self.path.exists():
-            try:
-                with self._open("r") as fh:
-                    found = {key: fh.attrs.get(key) for key in FINGERPRINT_KEYS}
-            except CorruptFileError as err:
-                found = {"unreadable": str(err)}
-            if _matches(found, self.attrs):
-                return
-            log.warning("%s holds operators for %s; starting it afresh", self.path, found)
-        with atomic_path(self.path) as tmp, h5py.File(tmp, "w") as fh:
-            fh.attrs.update(self.attrs)
-            fh.create_group("operators")
-
-    def _open(self, mode: str) -> h5py.File:
-        try:
-            return h5py.File(self.path, mode)
-        except OSError as err:
-            raise CorruptFileError(
-                f"operator store {self.path} is unreadable ({err}); delete it and rerun "
-                "(operators are recomputed from the representations)"
-            ) from err
-
-    def model_ids(self) -> list[str]:
-        """Ids of the models whose operators are stored, sorted."""
-        with self._open("r") as fh:
-            return sorted(fh["operators"])
-
-    def add(self, model_id: str, X: np.ndarray) -> bool:
-        """Store the operator of representation X unless an identical X was stored; True if new.
-
-        The one-step operator's kernel diagnostics are kept beside it (see ``diagnostics``).
-        """
-        source = _digest(np.ascontiguousarray(X))
-        with self._open("r") as fh:
-            stored = fh["operators"].get(model_id)
-            if stored is not None and stored.attrs["source"] == source:
-                if "diagnostics" in stored.attrs:
-                    return False
-        one_step = transition_matrix(X, self.settings)
-        operator = np.linalg.matrix_power(one_step, self.settings.t)
-        self.put(model_id, operator, source, kernel_diagnostics(one_step))
-        return True
-
-    def diagnostics(self, model_id: str) -> dict[str, float]:
-        """Kernel diagnostics of a model's one-step operator, recorded when it was added."""
-        with self._open("r") as fh:
-            return json.loads(fh["operators"][self._known(fh, model_id)].attrs["diagnostics"])
-
-    def put(
-        self,
-        model_id: str,
-        operator: np.ndarray,
-        source: str = "",
-        diagnostics: dict[str, float] | None = None,
-    ) -> None:
-        """Store (or replace) one model's operator; ``source`` identifies what it came from."""
-        if not model_id or "/" in model_id or model_id == ".":
-            raise ValueError(f"model id {model_id!r} cannot name an HDF5 dataset (no '/')")
-        operator = np.ascontiguousarray(operator, dtype=np.float64)
-        if operator.ndim != 2 or operator.shape[0] != operator.shape[1]:
-            raise ValueError(f"operator of {model_id} must be square, got {operator.shape}")
-        with self._open("a") as fh:
-            group = fh["operators"]
-            n = fh.attrs.get("n_points", operator.shape[0])
-            if operator.shape != (n, n):
-                raise ValueError(
-                    f"operator of {model_id} is {operator.shape} but {self.path} holds ({n}, {n}) "
-                    "operators; all models must share one probe set"
-                )
-            fh.attrs["n_points"] = n
-            if model_id in group:
-                del group[model_id]
-            dataset = group.create_dataset(model_id, data=operator)
-            dataset.attrs["source"] = source
-            dataset.attrs["digest"] = _digest(operator)
-            if diagnostics is not None:
-                dataset.attrs["diagnostics"] = json.dumps(diagnostics)
-
-    def prune(self, keep: Sequence[str]) -> int:
-        """Drop the operators of models not in ``keep``; returns how many were dropped.
-
-        The file is rewritten (HDF5 does not give back the space of deleted datasets).
-        """
-        keep = set(keep)
-        with self._open("r") as fh:
-            dropped = [m for m in fh["operators"] if m not in keep]
-        if dropped:
-            with atomic_path(self.path) as tmp, h5py.File(tmp, "w") as out, self._open("r") as fh:
-                out.attrs.update(fh.attrs)
-                group = out.create_group("operators")
-                for model_id in fh["operators"]:
-                    if model_id in keep:
-                        fh.copy(fh["operators"][model_id], group, name=model_id)
-        return len(dropped)
-
-    def operator(self, model_id: str) -> np.ndarray:
-        """One model's stored operator, (n, n) float64."""
-        with self._open("r") as fh:
-            return fh["operators"][self._known(fh, model_id)][()]
-
-    def digests(self, model_ids: Sequence[str]) -> list[str]:
-        """Content hashes of the stored operators, to tell a changed model from a cached one."""
-        with self._open("r") as fh:
-            return [str(fh["operators"][self._known(fh, i)].attrs["digest"]) for i in model_ids]
-
-    def n_entries(self) -> int:
-        """Entries per operator (n^2), 0 while the store is empty."""
-        with self._open("r") as fh:
-            return int(fh.attrs.get("n_points", 0)) ** 2
-
-    def read_into(self, model_ids: Sequence[str], out: np.ndarray) -> None:
-        """Read operators straight into the rows of ``out`` (len(model_ids), n^2), no copies."""
-        with self._open("r") as fh:
-            for row, model_id in zip(out, model_ids, strict=True):
-                dataset = fh["operators"][self._known(fh, model_id)]
-                dataset.read_direct(row.reshape(dataset.shape))
-
-    def _known(self, fh: h5py.File, model_id: str) -> str:
-        if model_id not in fh["operators"]:
-            raise KeyError(f"model {model_id!r} has no operator in {self.path}; add it first")
-        return model_id
+def store_fingerprint(settings: OperatorSettings, probe_hash: str, layer: str) -> dict[str, Any]:
+    """What every operator in a store depends on besides its representation (and, for reading,
+    the settings spelled out)."""
+    return {
+        "settings_key": settings.key(),
+        "probe_hash": probe_hash,
+        "layer": layer,
+        "sigma": settings.sigma,
+        "normalization": settings.normalization,
+        "t": settings.t,
+    }
 
 
-def _digest(array: np.ndarray) -> str:
-    return hashlib.sha256(array.data).hexdigest()[:16]
-
-
-def _matches(found: dict[str, Any], expected: dict[str, Any]) -> bool:
-    return all(found.get(key) == expected[key] for key in FINGERPRINT_KEYS)
+def store_operator(
+    store: OperatorStore, model_id: str, X: np.ndarray, settings: OperatorSettings
+) -> bool:
+    """Build and store the operator of representation X unless the store holds the operator of
+    this very X (same content); True if it was (re)built. Its kernel diagnostics go beside it."""
+    source = content_hash(np.ascontiguousarray(X).data)
+    if store.source(model_id) == source:
+        return False
+    operator, diagnostics = operator_with_diagnostics(X, settings)
+    store.put(model_id, operator, source, diagnostics)
+    return True
 
 
 @dataclass(frozen=True)
@@ -251,7 +134,7 @@ def distance_matrix(
     store: OperatorStore,
     model_ids: Sequence[str] | None = None,
     *,
-    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget_bytes: int,
     cache_path: str | os.PathLike | None = None,
     device: str = "auto",
 ) -> DistanceResult:
@@ -294,11 +177,11 @@ def _read_cache(
     if path is None or not Path(path).exists():
         return empty
     try:
-        D, ids, found, digests = _read_distance_file(path)
+        D, ids, found, digests = read_distance_cache(path)
     except CorruptFileError as err:
         log.warning("ignoring distance cache: %s", err)
         return empty
-    if digests is None or not _matches(found, attrs):
+    if digests is None or not is_current(found, {k: attrs[k] for k in FINGERPRINT_KEYS}):
         log.info("distance cache %s was built for other settings; recomputing", path)
         return empty
     return D, {m: (k, d) for k, (m, d) in enumerate(zip(ids, digests, strict=True))}
@@ -342,50 +225,3 @@ def _fill_new_rows(
 def _blocks(start: int, stop: int, size: int) -> Iterator[tuple[int, int]]:
     for lo in range(start, stop, size):
         yield lo, min(lo + size, stop)
-
-
-def write_distances(
-    path: str | os.PathLike,
-    D: np.ndarray,
-    model_ids: Sequence[str],
-    attrs: dict[str, Any],
-    digests: Sequence[str] | None = None,
-) -> None:
-    """Write a distance matrix, its model ids and the settings behind it, atomically."""
-    D = np.asarray(D, dtype=np.float64)
-    if D.shape != (len(model_ids), len(model_ids)):
-        raise ValueError(f"distances are {D.shape} but there are {len(model_ids)} model ids")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
-        fh.create_dataset("distances", data=D)
-        fh.create_dataset("model_ids", data=list(model_ids), dtype=h5py.string_dtype())
-        if digests is not None:
-            fh.create_dataset("operator_digests", data=list(digests), dtype=h5py.string_dtype())
-        fh.attrs.update(attrs)
-
-
-def read_distances(path: str | os.PathLike) -> tuple[np.ndarray, list[str], dict[str, Any]]:
-    """Read (distances, model ids, attributes) written by :func:`write_distances`."""
-    D, ids, attrs, _ = _read_distance_file(path)
-    return D, ids, attrs
-
-
-def _read_distance_file(
-    path: str | os.PathLike,
-) -> tuple[np.ndarray, list[str], dict[str, Any], list[str] | None]:
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path} does not exist; run the distances step first")
-    try:
-        with h5py.File(path, "r") as fh:
-            D = fh["distances"][()]
-            ids = list(fh["model_ids"].asstr()[()])
-            digests = list(fh["operator_digests"].asstr()[()]) if "operator_digests" in fh else None
-            attrs = {k: v.item() if isinstance(v, np.generic) else v for k, v in fh.attrs.items()}
-    except (OSError, KeyError) as err:
-        raise CorruptFileError(
-            f"{path} is not a complete distance file ({err}); delete it and rerun"
-        ) from err
-    if D.shape != (len(ids), len(ids)) or (digests is not None and len(digests) != len(ids)):
-        raise CorruptFileError(
-            f"{path} holds {D.shape} distances for {len(ids)} model ids; delete it and rerun"
-        )
-    return D, ids, attrs, digests

@@ -3,14 +3,11 @@ structure, diffusion spectral entropy and topology, as scalar features painted o
 
 Functions take a network's probe representation ``X`` (n x d, already normalised as for the
 diffusion operator), its labels ``y`` (n,) and its one-step diffusion operator ``P`` (n x n,
-row-stochastic, ``P = Q^-1 W`` for a symmetric kernel ``W``), so this module needs nothing from
-the rest of the package except ``storage`` for the diagram files.
+row-stochastic, ``P = Q^-1 W`` for a symmetric kernel ``W``); it opens no file. Sizes and
+thresholds have no defaults here: the config schema holds them.
 """
 
 from __future__ import annotations
-
-import os
-import zipfile
 
 import numpy as np
 import persim
@@ -18,8 +15,6 @@ from ripser import ripser
 from scipy.cluster.hierarchy import cophenet, fcluster, linkage
 from scipy.spatial.distance import pdist, squareform
 from sklearn.metrics import adjusted_rand_score, silhouette_score
-
-from nnmanifold.storage import CorruptFileError, atomic_path
 
 FEATURE_NAMES: dict[str, str] = {
     "separation_ratio": "mean between-class / mean within-class distance",
@@ -33,8 +28,6 @@ FEATURE_NAMES: dict[str, str] = {
     "h1_n_bars": "number of H1 bars longer than the threshold",
 }
 
-DEFAULT_MAX_POINTS = 200
-DEFAULT_H1_THRESHOLD = 0.1
 ZERO_EIGENVALUE_TOL = 1e-10
 _STOCHASTIC_TOL = 1e-6
 
@@ -139,10 +132,10 @@ def stratified_subsample(
 
 def persistence(
     X: np.ndarray,
-    max_points: int = DEFAULT_MAX_POINTS,
+    max_points: int,
+    h1_threshold: float,
     seed: int = 0,
     y: np.ndarray | None = None,
-    h1_threshold: float = DEFAULT_H1_THRESHOLD,
 ) -> tuple[dict[str, float], list[np.ndarray]]:
     """Vietoris-Rips persistence (H0, H1) of a seeded subsample: summaries and diagrams.
 
@@ -188,13 +181,14 @@ def compute_features(
     P: np.ndarray,
     W: np.ndarray | None = None,
     t: float = 1,
-    max_points: int = DEFAULT_MAX_POINTS,
-    h1_threshold: float = DEFAULT_H1_THRESHOLD,
+    *,
+    max_points: int,
+    h1_threshold: float,
     seed: int = 0,
 ) -> tuple[dict[str, float], list[np.ndarray]]:
     """All scalar features of one network (keys and order of ``FEATURE_NAMES``) and its diagrams."""
     X, y = _check_data(X, y)
-    topology, diagrams = persistence(X, max_points, seed, y, h1_threshold)
+    topology, diagrams = persistence(X, max_points, h1_threshold, seed, y)
     features = {
         "separation_ratio": separation_ratio(X, y),
         "diffusion_retention": diffusion_class_retention(P, y),
@@ -204,28 +198,6 @@ def compute_features(
         **topology,
     }
     return {name: features[name] for name in FEATURE_NAMES}, diagrams
-
-
-def save_diagrams(path: str | os.PathLike, diagrams: list[np.ndarray]) -> None:
-    """Write diagrams as ``.npz`` (keys ``h0``, ``h1``, ...) atomically, exactly at ``path``."""
-    arrays = {f"h{dim}": np.asarray(d, dtype=np.float64) for dim, d in enumerate(diagrams)}
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-
-
-def load_diagrams(path: str | os.PathLike) -> list[np.ndarray]:
-    """Read diagrams written by ``save_diagrams`` (no pickle), naming the file if it is broken."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, ValueError, EOFError) as err:
-        raise CorruptFileError(
-            f"{path} is not a diagram .npz ({err}); delete it and rerun"
-        ) from err
-    expected = [f"h{dim}" for dim in range(len(arrays))]
-    if sorted(arrays) != sorted(expected):
-        raise CorruptFileError(f"{path} holds {sorted(arrays)}, not h0..hK; delete it and rerun")
-    return [arrays[key] for key in expected]
 
 
 def _finite(diagram: np.ndarray) -> np.ndarray:

@@ -95,11 +95,6 @@ def paper_rc() -> dict[str, Any]:
     }
 
 
-def set_style() -> None:
-    """Apply the paper style globally (figure functions use it anyway, without global changes)."""
-    mpl.rcParams.update(paper_rc())
-
-
 def _styled(draw: Callable[_P, Figure]) -> Callable[_P, Figure]:
     """Build the figure under the paper style whatever the caller's rcParams are."""
 
@@ -192,6 +187,17 @@ def features_vs_accuracy(embedding: pd.DataFrame, corr_table: pd.DataFrame) -> F
     for ax in axes[len(rows) :]:
         fig.delaxes(ax)
     return fig
+
+
+def best_and_worst(embedding: pd.DataFrame) -> pd.DataFrame:
+    """The most and least accurate networks (model_id, label), best first, for diagram panels."""
+    ranked = embedding.sort_values(ACCURACY)
+    pair = ranked.iloc[[-1, 0]][["model_id", ACCURACY]].reset_index(drop=True)
+    pair["label"] = [
+        f"{kind}: {m} ({acc:.0%})"
+        for kind, m, acc in zip(("best", "worst"), pair["model_id"], pair[ACCURACY], strict=True)
+    ]
+    return pair
 
 
 def cluster_order(D: np.ndarray) -> np.ndarray:

@@ -10,8 +10,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from nnmanifold import stats
-from nnmanifold.diffusion import OperatorSettings, kernel_diagnostics, transition_matrix
+from nnmanifold.diffusion import OperatorSettings, kernel_diagnostics, power, transition_matrix
 from nnmanifold.distances import pairwise_frobenius
+
+
+def shared_layers(layer_orders: Sequence[Sequence[str]]) -> list[str]:
+    """The hidden layers every model has (sorted): the layers the sweep can compare."""
+    return sorted(set.intersection(*(set(order) for order in layer_orders)))
 
 
 def sweep(
@@ -47,7 +52,7 @@ def sweep(
             continue
         diag = pd.DataFrame([kernel_diagnostics(P) for P in one_step]).mean()
         for t in ts:
-            ops = np.stack([np.linalg.matrix_power(P, t) for P in one_step])
+            ops = np.stack([power(P, t) for P in one_step])
             D = pairwise_frobenius(ops, device="cpu")
             fit = stats.loo_knn_r2_permutation(D, accuracy, k=k, n_perm=n_perm, seed=seed)
             smooth = stats.smoothness_test(D, accuracy, k=k, n_perm=n_perm, seed=seed)

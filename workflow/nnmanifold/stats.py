@@ -286,7 +286,7 @@ def summary_line(summary: pd.DataFrame) -> str:
     if r["near_chance"]:
         line += (
             f"; {r['near_chance']} ended near chance (accuracy <= {r['near_chance_threshold']:.3f},"
-            f" the majority-class rate {r['chance_accuracy']:.3f} + {CHANCE_MARGIN:.0%} points;"
+            f" the majority-class rate {r['chance_accuracy']:.3f} + {CHANCE_MARGIN * 100:g} points;"
             " they stay on the map)"
         )
     return line

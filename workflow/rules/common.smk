@@ -1,7 +1,6 @@
-import json
 import os
+import shlex
 import sys
-from pathlib import Path
 
 from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
@@ -12,17 +11,20 @@ from nnmanifold import UserError
 from nnmanifold import zoo as zoo_lib
 from nnmanifold.config import ConfigError, validate
 from nnmanifold.embedding import MIN_MODELS
-from nnmanifold.storage import missing_files
+from nnmanifold.paths import FIGURES, Layout
+from nnmanifold.settings import Settings
+from nnmanifold.storage import canonical_json, missing_files
 
 try:
     config.update(validate(config))
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
-R = config["results"]
+S = Settings.of(config)
+P = Layout(S.results)
 SPECS = {s["model_id"]: s for s in zoo_lib.expand(config)}
 MODEL_IDS = list(SPECS)
-BATCHES = zoo_lib.batches(MODEL_IDS, config["train"]["models_per_job"])
+BATCHES = zoo_lib.batches(MODEL_IDS, S.train.models_per_job)
 
 # The rules run `python -m nnmanifold ...`: find the package from its source folder, and run the
 # Python that runs Snakemake (the project's venv) unless rules get conda environments.
@@ -32,6 +34,38 @@ _prefix = (
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     _prefix += f"export PATH={os.path.dirname(sys.executable)}:$PATH; "
 shell.prefix(_prefix)
+
+
+def flags(**values):
+    """Run-time flags for a shell command (``--name value``, each value shell-quoted, braces
+    escaped for Snakemake). Identities go to ``params`` instead: a flag reruns nothing.
+    """
+    words = []
+    for name, value in values.items():
+        flag = f"--{name.replace('_', '-')}"
+        if value is True:
+            words.append(flag)
+        elif value is not False:
+            words += [flag, shlex.quote(str(value))]
+    return " ".join(words).replace("{", "{{").replace("}", "}}")
+
+
+def step(name, *run_flags):
+    """The command line of a workflow step: results folder and run-time flags included."""
+    return " ".join(
+        ["python -m nnmanifold", name, flags(results=S.results), *run_flags]
+    )
+
+
+DATA_ACCESS = flags(data_dir=S.data.data_dir, download=S.data.download)
+TRAIN_RUN = flags(
+    data=S.data.identity_json(),
+    accelerator=S.train.accelerator,
+    jobs_per_gpu=S.train.jobs_per_gpu,
+)
+GEOMETRY_RUN = flags(
+    memory_budget_mb=S.geometry.memory_budget_mb, device=S.geometry.device
+)
 
 
 def warn_missing(manifests):
@@ -60,36 +94,19 @@ wildcard_constraints:
     batch="[0-9a-f]{10}",
 
 
-def as_param(value):
-    """Canonical JSON for a parameter: key order and unrelated keys never rerun a job."""
-    return json.dumps(value, sort_keys=True)
-
-
-#: What results depend on; where data lives and how jobs run go to the shell command instead.
-DATA_PARAM = as_param(
-    {k: v for k, v in config["data"].items() if k not in ("data_dir", "download")}
-)
-OPERATOR_PARAM = as_param(
-    {k: config["geometry"][k] for k in ("sigma", "normalization", "t", "layer")}
-)
-DATA_ACCESS = f"--data-dir {config['data']['data_dir']!r}" + (
-    " --download" if config["data"]["download"] else ""
-)
-
-
 def final_targets():
-    targets = [
-        f"{R}/figures/summary.png",
-        f"{R}/stats/map_informativeness.csv",
-        f"{R}/provenance.json",
-    ]
-    if config["sensitivity"]["in_default_run"]:
-        targets.append(f"{R}/stats/sensitivity.csv")
+    targets = [P.figure("summary"), P.stats("map_informativeness"), P.provenance]
+    if S.sensitivity.in_default_run:
+        targets.append(P.stats("sensitivity"))
     return targets
 
 
 def train_manifests():
-    return [f"{R}/train/{b}.json" for b in BATCHES]
+    return [P.train_manifest(b) for b in BATCHES]
+
+
+def feature_manifests():
+    return [P.features_manifest(b) for b in BATCHES]
 
 
 def previous_outputs(*names):
@@ -98,23 +115,16 @@ def previous_outputs(*names):
 
     def existing(wildcards):
         paths = [
-            f"{R}/models/{m}/{name}" for m in BATCHES[wildcards.batch] for name in names
+            P.model_dir(m) / name for m in BATCHES[wildcards.batch] for name in names
         ]
-        return [p for p in paths if os.path.exists(p)]
+        return [p for p in paths if p.exists()]
 
     return existing
 
 
-def feature_manifests():
-    return [f"{R}/features/{b}.json" for b in BATCHES]
-
-
 def train_gpus():
     """GPUs a training job asks the scheduler for (0 when training is pinned to the CPU)."""
-    return 0 if config["train"]["accelerator"] == "cpu" else 1
-
-
-warn_missing(train_manifests() + feature_manifests())
+    return 0 if S.train.accelerator == "cpu" else 1
 
 
 def zoo_summary_line(path):
@@ -124,3 +134,6 @@ def zoo_summary_line(path):
     from nnmanifold.stats import summary_line
 
     return summary_line(pd.read_csv(path))
+
+
+warn_missing(train_manifests() + feature_manifests())

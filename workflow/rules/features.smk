@@ -2,20 +2,19 @@
 # diagrams.npz, plus the job's manifest of feature values.
 rule features:
     input:
-        manifest=f"{R}/train/{{batch}}.json",
-        probe=f"{R}/probe.h5",
+        manifest=P.train_manifest("{batch}"),
+        probe=P.probe,
         previous=previous_outputs("features.json", "diagrams.npz"),
     output:
-        f"{R}/features/{{batch}}.json",
+        P.features_manifest("{batch}"),
     log:
-        f"{R}/logs/features/{{batch}}.log",
+        P.log("features", "{batch}"),
     conda:
         "../../envs/analysis.yaml"
     params:
-        results=lambda w, input: Path(input.probe).parent,
-        geometry=OPERATOR_PARAM,
-        features=as_param(config["features"]),
+        geometry=S.geometry.identity_json(),
+        features=S.features.identity_json(),
     shell:
-        "python -m nnmanifold features --manifest {input.manifest} --probe {input.probe}"
-        " --results {params.results} --geometry {params.geometry:q}"
-        " --features {params.features:q} --out {output} > {log} 2>&1"
+        step("features", GEOMETRY_RUN)
+        + " --batch {wildcards.batch} --geometry {params.geometry:q}"
+        " --features {params.features:q} > {log:q} 2>&1"

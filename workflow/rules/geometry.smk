@@ -1,76 +1,76 @@
 # Zoo-level geometry: the network distance matrix (cached, incremental), its PHATE map, and the
-# second distance between persistence diagrams.
+# second distance between persistence diagrams. The operator store and the distance cache under
+# results/cache/ are not outputs: Snakemake would delete them before a rerun.
 rule distances:
     input:
         manifests=train_manifests(),
-        probe=f"{R}/probe.h5",
+        probe=P.probe,
     output:
-        distances=f"{R}/geometry/distances.h5",
-        excluded=report(
-            f"{R}/geometry/excluded.csv",
-            caption="../report/excluded.rst",
-            category="Zoo",
-        ),
-        diagnostics=f"{R}/geometry/kernel_diagnostics.csv",
+        distances=P.distances,
+        excluded=report(P.excluded, caption="../report/excluded.rst", category="Zoo"),
+        diagnostics=P.kernel_diagnostics,
     log:
-        f"{R}/logs/distances.log",
+        P.log("distances"),
     conda:
         "../../envs/analysis.yaml"
     params:
-        models=MODEL_IDS,
-        results=lambda w, input: Path(input.probe).parent,
-        geometry=OPERATOR_PARAM,
+        batches=list(BATCHES),
+        geometry=S.geometry.identity_json(),
     shell:
-        "python -m nnmanifold distances --manifests {input.manifests} --probe {input.probe}"
-        " --results {params.results} --geometry {params.geometry:q} --out {output.distances}"
-        " --excluded {output.excluded} --diagnostics {output.diagnostics}"
-        f" --memory-budget-mb {config['geometry']['memory_budget_mb']}"
-        f" --device {config['geometry']['device']} > {{log}} 2>&1"
+        step("distances", GEOMETRY_RUN)
+        + " --batches {params.batches:q} --geometry {params.geometry:q} > {log:q} 2>&1"
 
 
 rule embedding:
     input:
-        distances=f"{R}/geometry/distances.h5",
-        zoo=f"{R}/zoo.csv",
+        distances=P.distances,
+        zoo=P.zoo,
         manifests=train_manifests(),
         features=feature_manifests(),
     output:
-        f"{R}/geometry/embedding.csv",
+        P.embedding,
     log:
-        f"{R}/logs/embedding.log",
+        P.log("embedding"),
     conda:
         "../../envs/analysis.yaml"
     params:
-        embedding=as_param(config["embedding"]),
+        batches=list(BATCHES),
+        embedding=S.embedding.identity_json(),
     shell:
-        "python -m nnmanifold embed --distances {input.distances} --zoo {input.zoo}"
-        " --manifests {input.manifests} --features {input.features}"
-        " --embedding {params.embedding:q} --out {output} > {log} 2>&1"
+        step("embed") + " --batches {params.batches:q}"
+        " --embedding {params.embedding:q} > {log:q} 2>&1"
 
 
 rule wasserstein:
     input:
         feature_manifests(),
     output:
-        f"{R}/geometry/wasserstein.h5",
+        P.wasserstein,
     log:
-        f"{R}/logs/wasserstein.log",
+        P.log("wasserstein"),
     conda:
         "../../envs/analysis.yaml"
     params:
-        results=lambda w, output: Path(output[0]).parents[1],
+        batches=list(BATCHES),
     shell:
-        "python -m nnmanifold wasserstein --features {input} --results {params.results}"
-        " --out {output} > {log} 2>&1"
+        step("wasserstein") + " --batches {params.batches:q}" " > {log:q} 2>&1"
 
 
-use rule embedding as wasserstein_embedding with:
+rule wasserstein_embedding:
     input:
-        distances=f"{R}/geometry/wasserstein.h5",
-        zoo=f"{R}/zoo.csv",
+        distances=P.wasserstein,
+        zoo=P.zoo,
         manifests=train_manifests(),
         features=feature_manifests(),
     output:
-        f"{R}/geometry/wasserstein_embedding.csv",
+        P.wasserstein_embedding,
     log:
-        f"{R}/logs/wasserstein_embedding.log",
+        P.log("wasserstein_embedding"),
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        batches=list(BATCHES),
+        embedding=S.embedding.identity_json(),
+    shell:
+        step("embed") + " --topology --batches {params.batches:q}"
+        " --embedding {params.embedding:q} > {log:q} 2>&1"

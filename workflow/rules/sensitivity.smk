@@ -3,26 +3,22 @@
 rule sensitivity:
     input:
         manifests=train_manifests(),
-        probe=f"{R}/probe.h5",
+        probe=P.probe,
     output:
-        table=f"{R}/stats/sensitivity.csv",
+        table=P.stats("sensitivity"),
         figure=report(
-            f"{R}/figures/sensitivity.png",
+            P.figure("sensitivity"),
             caption="../report/sensitivity.rst",
             category="Informativeness",
         ),
     log:
-        f"{R}/logs/sensitivity.log",
+        P.log("sensitivity"),
     conda:
         "../../envs/analysis.yaml"
     params:
-        results=lambda w, input: Path(input.probe).parent,
-        models=MODEL_IDS,
-        sensitivity=as_param(
-            {k: v for k, v in config["sensitivity"].items() if k != "in_default_run"}
-        ),
-        stats=as_param(config["stats"]),
+        batches=list(BATCHES),
+        sensitivity=S.sensitivity.identity_json(),
+        stats=S.stats.identity_json(),
     shell:
-        "python -m nnmanifold sensitivity --manifests {input.manifests} --probe {input.probe}"
-        " --results {params.results} --sensitivity {params.sensitivity:q}"
-        " --stats {params.stats:q} --out {output.table} --figure {output.figure} > {log} 2>&1"
+        step("sensitivity") + " --batches {params.batches:q}"
+        " --sensitivity {params.sensitivity:q} --stats {params.stats:q} > {log:q} 2>&1"

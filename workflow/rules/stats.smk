@@ -1,32 +1,29 @@
 rule stats:
     input:
-        embedding=f"{R}/geometry/embedding.csv",
-        distances=f"{R}/geometry/distances.h5",
-        probe=f"{R}/probe.h5",
+        embedding=P.embedding,
+        distances=P.distances,
+        probe=P.probe,
     output:
         summary=report(
-            f"{R}/stats/zoo_summary.csv",
+            P.stats("zoo_summary"),
             caption="../report/zoo_summary.rst",
             category="Summary",
         ),
         correlations=report(
-            f"{R}/stats/feature_correlations.csv",
+            P.stats("feature_correlations"),
             caption="../report/feature_correlations.rst",
             category="Informativeness",
         ),
         informativeness=report(
-            f"{R}/stats/map_informativeness.csv",
+            P.stats("map_informativeness"),
             caption="../report/map_informativeness.rst",
             category="Informativeness",
         ),
     log:
-        f"{R}/logs/stats.log",
+        P.log("stats"),
     conda:
         "../../envs/analysis.yaml"
     params:
-        stats=as_param(config["stats"]),
+        stats=S.stats.identity_json(),
     shell:
-        "python -m nnmanifold stats --embedding {input.embedding} --distances {input.distances}"
-        " --stats {params.stats:q} --probe {input.probe} --summary {output.summary}"
-        " --correlations {output.correlations}"
-        " --informativeness {output.informativeness} > {log} 2>&1"
+        step("stats") + " --stats {params.stats:q} > {log:q} 2>&1"

@@ -3,30 +3,25 @@
 # gets their specs as a parameter, so editing one model's spec reruns only the job that holds it.
 rule train:
     input:
-        probe=f"{R}/probe.h5",
+        probe=P.probe,
         previous=previous_outputs("activations.h5", "metrics.json"),
     output:
-        f"{R}/train/{{batch}}.json",
+        P.train_manifest("{batch}"),
     log:
-        f"{R}/logs/train/{{batch}}.log",
+        P.log("train", "{batch}"),
     conda:
         "../../envs/train.yaml"
-    threads: config["train"]["threads"]
+    threads: S.train.threads
     resources:
         gpu=train_gpus(),
     params:
-        specs=lambda w: as_param([SPECS[i] for i in BATCHES[w.batch]]),
-        results=lambda w, output: Path(output[0]).parents[1],
+        specs=lambda w: canonical_json([SPECS[i] for i in BATCHES[w.batch]]),
     shell:
-        "python -m nnmanifold train --specs {params.specs:q} --probe {input.probe:q}"
-        " --results {params.results:q} --manifest {output:q} "
-        + DATA_ACCESS
-        + f" --accelerator {config['train']['accelerator']}"
-        f" --jobs-per-gpu {config['train']['jobs_per_gpu']}"
-        " --threads {threads} > {log:q} 2>&1"
+        step("train", DATA_ACCESS, TRAIN_RUN)
+        + " --batch {wildcards.batch} --specs {params.specs:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule trained:
     input:
-        f"{R}/zoo.csv",
+        P.zoo,
         train_manifests(),

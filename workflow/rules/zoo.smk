@@ -1,47 +1,45 @@
 rule zoo:
     output:
-        f"{R}/zoo.csv",
+        P.zoo,
     log:
-        f"{R}/logs/zoo.log",
+        P.log("zoo"),
     conda:
         "../../envs/train.yaml"
     params:
-        config=as_param(
+        config=canonical_json(
             {
                 "zoo": config["zoo"],
-                "data": zoo_lib.data_identity(config["data"]),
-                "code_version": config["code_version"],
+                "data": S.data.training_identity(),
+                "code_version": S.code_version,
             }
         ),
     shell:
-        "python -m nnmanifold zoo --config {params.config:q} --out {output} > {log} 2>&1"
+        step("zoo") + " --config {params.config:q} > {log:q} 2>&1"
 
 
 rule probe:
     output:
-        f"{R}/probe.h5",
+        P.probe,
     log:
-        f"{R}/logs/probe.log",
+        P.log("probe"),
     conda:
         "../../envs/train.yaml"
     params:
-        data=DATA_PARAM,
-        access=DATA_ACCESS,
+        data=S.data.identity_json(),
         archs=config["zoo"]["space"]["arch"],
     shell:
-        "python -m nnmanifold probe --data {params.data:q} {params.access} --archs {params.archs:q}"
-        " --out {output}"
-        " > {log} 2>&1"
+        step("probe", DATA_ACCESS) + " --data {params.data:q}"
+        " --archs {params.archs:q} > {log:q} 2>&1"
 
 
 rule provenance:
     output:
-        f"{R}/provenance.json",
+        P.provenance,
     log:
-        f"{R}/logs/provenance.log",
+        P.log("provenance"),
     conda:
         "../../envs/train.yaml"
     params:
-        config=as_param(config),
+        config=canonical_json(config),
     shell:
-        "python -m nnmanifold provenance --config {params.config:q} --out {output} > {log} 2>&1"
+        step("provenance") + " --config {params.config:q} > {log:q} 2>&1"

@@ -1,0 +1,132 @@
+"""Every path under the results folder, in one place: the rules and the steps both ask here.
+
+Results a rule declares (and Snakemake deletes before rerunning it) are the zoo-level files and the
+per-job manifests. Per-model files are written by their job and listed, with checksums, in its
+manifest. Resume points and caches (checkpoints, the operator store, the distance cache) are never
+declared: Snakemake would delete them before a rerun, ending resume and incremental distances.
+They live under ``models/<id>/checkpoints/`` and ``cache/`` and are reused only when
+``storage.is_current`` says so.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The figures the ``figures`` step draws, with their report category; each has a caption in
+#: ``workflow/report/<name>.rst``.
+FIGURES = {
+    "summary": "Summary",
+    "map_accuracy": "Map",
+    "map_features": "Map",
+    "map_hyperparameters": "Map",
+    "features_vs_accuracy": "Features",
+    "distance_heatmap": "Distances",
+    "persistence": "Features",
+    "informativeness": "Informativeness",
+    "map_topology": "Map",
+}
+#: Per-model files a training job writes, and those a features job writes.
+TRAIN_FILES = ("activations.h5", "metrics.json")
+FEATURE_FILES = ("features.json", "diagrams.npz")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The results folder's layout. Methods taking a ``batch`` accept ``"{batch}"`` for rules."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    # zoo level
+    @property
+    def zoo(self) -> Path:
+        return self.root / "zoo.csv"
+
+    @property
+    def probe(self) -> Path:
+        return self.root / "probe.h5"
+
+    @property
+    def provenance(self) -> Path:
+        return self.root / "provenance.json"
+
+    # per job
+    def train_manifest(self, batch: str) -> Path:
+        return self.root / "train" / f"{batch}.json"
+
+    def features_manifest(self, batch: str) -> Path:
+        return self.root / "features" / f"{batch}.json"
+
+    # per model
+    def model_dir(self, model_id: str) -> Path:
+        """Where one model's checkpoints, metrics, activations and features live."""
+        return self.root / "models" / model_id
+
+    def activations(self, model_id: str) -> Path:
+        return self.model_dir(model_id) / "activations.h5"
+
+    def metrics(self, model_id: str) -> Path:
+        return self.model_dir(model_id) / "metrics.json"
+
+    def features(self, model_id: str) -> Path:
+        return self.model_dir(model_id) / "features.json"
+
+    def diagrams(self, model_id: str) -> Path:
+        return self.model_dir(model_id) / "diagrams.npz"
+
+    def checkpoints(self, model_id: str) -> Path:
+        return self.model_dir(model_id) / "checkpoints"
+
+    # geometry
+    @property
+    def distances(self) -> Path:
+        return self.root / "geometry" / "distances.h5"
+
+    @property
+    def excluded(self) -> Path:
+        return self.root / "geometry" / "excluded.csv"
+
+    @property
+    def kernel_diagnostics(self) -> Path:
+        return self.root / "geometry" / "kernel_diagnostics.csv"
+
+    @property
+    def embedding(self) -> Path:
+        return self.root / "geometry" / "embedding.csv"
+
+    @property
+    def wasserstein(self) -> Path:
+        return self.root / "geometry" / "wasserstein.h5"
+
+    @property
+    def wasserstein_embedding(self) -> Path:
+        return self.root / "geometry" / "wasserstein_embedding.csv"
+
+    # caches (never declared as outputs)
+    @property
+    def operator_store(self) -> Path:
+        return self.root / "cache" / "operators.h5"
+
+    @property
+    def distance_cache(self) -> Path:
+        return self.root / "cache" / "distances.h5"
+
+    # statistics, figures, logs
+    def stats(self, name: str) -> Path:
+        """``stats/<name>.csv``: zoo_summary, feature_correlations, map_informativeness, ..."""
+        return self.root / "stats" / f"{name}.csv"
+
+    def figure(self, name: str) -> Path:
+        """``figures/<name>.png`` (a PDF is written beside it)."""
+        return self.root / "figures" / f"{name}.png"
+
+    def log(self, step: str, batch: str | None = None) -> Path:
+        return self.root / "logs" / (f"{step}/{batch}.log" if batch else f"{step}.log")
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"

@@ -1,0 +1,176 @@
+"""Typed, frozen settings: one object per config section, built from the validated config.
+
+The rule of thumb for what reruns what, written once: a section's ``identity()`` holds exactly the
+fields its results depend on. Rules pass identities as Snakemake ``params`` (so changing one reruns
+exactly the jobs that depend on it), and run-time choices — where data live, devices, threads,
+memory — as command-line flags, which rerun nothing. Defaults live in the config schema only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from nnmanifold.diffusion import OperatorSettings
+
+
+@dataclass(frozen=True)
+class Section:
+    """A config section; subclasses name their run-time fields in ``RUN``."""
+
+    RUN: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def of(cls, section: Mapping[str, Any]) -> Section:
+        """The settings of a validated config section (unknown keys are a programming error)."""
+        return cls(**section)
+
+    @classmethod
+    def parse(cls, identity: str, **run: Any) -> Section:
+        """Rebuild the settings from an identity (JSON, as rules pass it) and run-time flags."""
+        return cls(**json.loads(identity), **run)
+
+    def identity(self) -> dict[str, Any]:
+        """Exactly the fields results depend on."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUN}
+
+    def identity_json(self) -> str:
+        from nnmanifold.storage import canonical_json
+
+        return canonical_json(self.identity())
+
+
+@dataclass(frozen=True)
+class DataSettings(Section):
+    name: str
+    data_dir: str
+    download: bool
+    npz_path: str | None
+    test_fraction: float
+    split_seed: int
+    n_probe: int
+    probe_seed: int
+    max_train: int | None
+    RUN: ClassVar[tuple[str, ...]] = ("data_dir", "download")
+
+    def training_identity(self) -> dict[str, Any]:
+        """What a model is trained on (part of every model id): the probe set aside."""
+        identity = {
+            "name": self.name,
+            "test_fraction": self.test_fraction,
+            "split_seed": self.split_seed,
+            "max_train": self.max_train,
+        }
+        if self.name == "npz":
+            identity["npz_path"] = self.npz_path
+        return identity
+
+    def loader_config(self) -> dict[str, Any]:
+        """The section as ``data.load_dataset`` takes it."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainSettings(Section):
+    models_per_job: int
+    accelerator: str
+    jobs_per_gpu: int
+    threads: int
+    RUN: ClassVar[tuple[str, ...]] = ("models_per_job", "accelerator", "jobs_per_gpu", "threads")
+
+
+@dataclass(frozen=True)
+class GeometrySettings(Section):
+    layer: str | None
+    sigma: float | str
+    normalization: str
+    t: int
+    memory_budget_mb: int
+    device: str
+    RUN: ClassVar[tuple[str, ...]] = ("memory_budget_mb", "device")
+
+    @property
+    def operator(self) -> OperatorSettings:
+        return OperatorSettings(self.sigma, self.normalization, self.t)
+
+    @property
+    def layer_name(self) -> str:
+        """The layer as recorded with operators: its name, or "penultimate"."""
+        return self.layer or "penultimate"
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings(Section):
+    n_components: int
+    knn: int
+    decay: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class FeatureSettings(Section):
+    max_points: int
+    h1_threshold: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class StatsSettings(Section):
+    knn: int
+    n_permutations: int
+    n_bootstrap: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class SensitivitySettings(Section):
+    in_default_run: bool
+    sigmas: tuple
+    normalizations: tuple
+    ts: tuple
+    RUN: ClassVar[tuple[str, ...]] = ("in_default_run",)
+
+    @classmethod
+    def of(cls, section: Mapping[str, Any]) -> SensitivitySettings:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})
+
+    @classmethod
+    def parse(cls, identity: str, **run: Any) -> SensitivitySettings:
+        return cls.of({**json.loads(identity), **run})
+
+    def identity(self) -> dict[str, Any]:
+        return {k: list(v) for k, v in super().identity().items()}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every section of a validated config (the zoo spec stays plain data: ``zoo.expand``)."""
+
+    results: str
+    code_version: int
+    zoo: dict
+    data: DataSettings
+    train: TrainSettings
+    geometry: GeometrySettings
+    embedding: EmbeddingSettings
+    features: FeatureSettings
+    stats: StatsSettings
+    sensitivity: SensitivitySettings
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> Settings:
+        return cls(
+            results=config["results"],
+            code_version=config["code_version"],
+            zoo=config["zoo"],
+            data=DataSettings.of(config["data"]),
+            train=TrainSettings.of(config["train"]),
+            geometry=GeometrySettings.of(config["geometry"]),
+            embedding=EmbeddingSettings.of(config["embedding"]),
+            features=FeatureSettings.of(config["features"]),
+            stats=StatsSettings.of(config["stats"]),
+            sensitivity=SensitivitySettings.of(config["sensitivity"]),
+        )

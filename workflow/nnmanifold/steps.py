@@ -1,0 +1,346 @@
+"""One plain function per workflow step: read the step's inputs, call the library, write outputs.
+
+Every path comes from ``paths.Layout``; every setting from ``settings``. The analysis steps
+(features, wasserstein, embed, stats, figures, sensitivity) never import torch; only training and
+the distance step (CUDA) may.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from nnmanifold import UserError, storage
+from nnmanifold.paths import FEATURE_FILES, FIGURES, TRAIN_FILES, Layout
+from nnmanifold.settings import (
+    DataSettings,
+    EmbeddingSettings,
+    FeatureSettings,
+    GeometrySettings,
+    SensitivitySettings,
+    StatsSettings,
+)
+from nnmanifold.zoo import HYPERPARAMETERS
+
+log = logging.getLogger("nnmanifold")
+
+#: What a job manifest records of each model, besides the files it wrote.
+MANIFEST_KEYS = ("model_id", "status", "reason", "test_accuracy")
+
+
+def zoo(layout: Layout, config: dict[str, Any]) -> None:
+    """Expand the zoo spec of a validated config into the zoo table (one row per model)."""
+    from nnmanifold import zoo as zoo_lib
+
+    specs = zoo_lib.expand(config)
+    storage.write_csv(layout.zoo, zoo_lib.table(specs))
+    log.info("zoo of %d models written to %s", len(specs), layout.zoo)
+
+
+def provenance(layout: Layout, config: dict[str, Any]) -> None:
+    """Record the run's validated config, its hash and the library versions."""
+    record = {
+        "config_hash": storage.content_hash(config),
+        "config": config,
+        "versions": storage.library_versions(),
+    }
+    storage.write_json(layout.provenance, record)
+
+
+def probe(layout: Layout, data: DataSettings, archs: Sequence[str]) -> None:
+    """Draw the class-balanced probe set from the test split and store it with its hash."""
+    from nnmanifold import data as data_lib
+
+    ds = data_lib.load_dataset(data.loader_config())
+    data_lib.check_architectures(ds, archs, data.npz_path or ds.name)
+    idx = data_lib.probe_indices(ds.y_test, data.n_probe, data.probe_seed)
+    labels, x = ds.y_test[idx], ds.x_test[idx]
+    record = {
+        "indices": idx,
+        "labels": labels,
+        "x": x,
+        "dataset": ds.name,
+        "hash": data_lib.probe_hash(ds.name, idx, labels, x),
+        "chance_accuracy": data_lib.chance_accuracy(ds.y_test),
+    }
+    storage.write_probe(layout.probe, record)
+    log.info("probe set of %d points (hash %s) written", len(idx), record["hash"])
+
+
+def train(
+    layout: Layout,
+    batch: str,
+    specs: list[dict[str, Any]],
+    data: DataSettings,
+    *,
+    accelerator: str = "auto",
+    jobs_per_gpu: int = 1,
+    threads: int = 1,
+) -> None:
+    """Train one job's models in this process; write the job's manifest at the end."""
+    from nnmanifold import gpu
+
+    if accelerator != "cpu":
+        if (device := gpu.claim_device(jobs_per_gpu)) is not None:
+            log.info("using GPU %s", device)
+
+    import torch
+    from tqdm import tqdm
+
+    from nnmanifold import data as data_lib
+    from nnmanifold import train as train_lib
+
+    torch.set_num_threads(threads)
+    if len({s["data"]["name"] for s in specs}) != 1:
+        raise UserError("one training job trains on one data set")
+    ds = data_lib.load_dataset(data.loader_config())
+    probe = storage.read_probe(layout.probe)
+    rows = []
+    for spec in tqdm(specs, desc="training", unit="model", file=sys.stderr):
+        out = layout.model_dir(spec["model_id"])
+        m = train_lib.train_model(spec, ds, probe, out, accelerator=accelerator)
+        rows.append(_manifest_row(m, out, TRAIN_FILES))
+    storage.write_json(layout.train_manifest(batch), rows)
+
+
+def features(
+    layout: Layout, batch: str, geometry: GeometrySettings, settings: FeatureSettings
+) -> None:
+    """Characterise each model of one training job; write features and diagrams (cached)."""
+    from tqdm import tqdm
+
+    probe = storage.read_probe(layout.probe)
+    rows = []
+    for entry in tqdm(storage.read_json(layout.train_manifest(batch)), desc="features"):
+        mid = entry["model_id"]
+        row = {"model_id": mid, "status": entry["status"]}
+        if entry["status"] == "ok":
+            row.update(_model_features(layout, mid, probe, geometry, settings))
+            row["files"] = [str(layout.model_dir(mid) / name) for name in FEATURE_FILES]
+        rows.append(row)
+    storage.write_json(layout.features_manifest(batch), rows)
+
+
+def distances(layout: Layout, batches: Sequence[str], geometry: GeometrySettings) -> None:
+    """Network distance matrix ||P_i^t - P_j^t||_F over the models that trained ok (cached)."""
+    from tqdm import tqdm
+
+    from nnmanifold import distances as dist
+    from nnmanifold.diffusion import degeneracy_warning
+
+    probe = storage.read_probe(layout.probe)
+    ok = _ok_models(layout, batches)
+    settings = geometry.operator
+    store = storage.OperatorStore(
+        layout.operator_store,
+        dist.store_fingerprint(settings, probe["hash"], geometry.layer_name),
+    )
+    diagnostics = []
+    for mid in tqdm(ok, desc="operators", unit="model", file=sys.stderr):
+        X, _ = storage.read_activations(layout.activations(mid), geometry.layer, probe["hash"])
+        dist.store_operator(store, mid, X, settings)
+        diag = store.diagnostics(mid)
+        if message := degeneracy_warning(diag, mid):
+            log.warning("%s", message)
+        diagnostics.append({"model_id": mid, **diag})
+    storage.write_csv(layout.kernel_diagnostics, pd.DataFrame(diagnostics))
+    if dropped := store.prune(ok):
+        log.info("dropped %d operators of models no longer in the zoo", dropped)
+    result = dist.distance_matrix(
+        store,
+        ok,
+        memory_budget_bytes=geometry.memory_budget_mb * 2**20,
+        cache_path=layout.distance_cache,
+        device=geometry.device,
+    )
+    log.info("%d x %d distances, %d pairs computed", len(ok), len(ok), result.n_computed)
+    attrs = {**store.attrs, "versions": storage.canonical_json(storage.library_versions())}
+    storage.write_distances(layout.distances, result.distances, result.model_ids, attrs)
+
+
+def embed(
+    layout: Layout, batches: Sequence[str], settings: EmbeddingSettings, topology: bool = False
+) -> None:
+    """PHATE map of a network distance (diffusion, or H1 Wasserstein with ``topology``), joined
+    with accuracy, hyperparameters and features."""
+    from nnmanifold import embedding
+
+    source = layout.wasserstein if topology else layout.distances
+    out = layout.wasserstein_embedding if topology else layout.embedding
+    D, ids, _ = storage.read_distances(source)
+    coords = embedding.phate_embedding(
+        D, settings.n_components, settings.knn, settings.decay, settings.seed
+    )
+    metrics = storage.read_manifests([layout.train_manifest(b) for b in batches])
+    feats = storage.read_manifests([layout.features_manifest(b) for b in batches])
+    table = embedding.embedding_table(coords, ids, pd.read_csv(layout.zoo), metrics)
+    storage.write_csv(out, table.merge(feats.drop(columns=["status"]), on="model_id", how="left"))
+
+
+def wasserstein(layout: Layout, batches: Sequence[str]) -> None:
+    """Wasserstein distances between the models' H1 persistence diagrams (a second distance)."""
+    from nnmanifold import features as features_lib
+
+    table = storage.read_manifests([layout.features_manifest(b) for b in batches])
+    ok = list(table.loc[table["status"] == "ok", "model_id"])
+    diagrams = [storage.read_diagrams(layout.diagrams(m)) for m in ok]
+    W = features_lib.persistence_distances(diagrams, dim=1)
+    storage.write_distances(layout.wasserstein, W, ok, {"diagram_dimension": 1})
+
+
+def stats(layout: Layout, settings: StatsSettings) -> None:
+    """Relate features and the map to accuracy: zoo summary, correlations, informativeness."""
+    from nnmanifold import stats as stats_lib
+    from nnmanifold.features import FEATURE_NAMES
+
+    everyone = pd.read_csv(layout.embedding)
+    chance = storage.read_probe(layout.probe)["chance_accuracy"]
+    summary = stats_lib.zoo_summary(everyone["status"], everyone["test_accuracy"], chance)
+    storage.write_csv(layout.stats("zoo_summary"), summary)
+    log.info("%s", stats_lib.summary_line(summary))
+    D, ids, _ = storage.read_distances(layout.distances)
+    table = everyone.set_index("model_id").loc[ids]
+    accuracy = table["test_accuracy"].to_numpy()
+    feats = table[list(FEATURE_NAMES)]
+    corr = stats_lib.feature_correlations(feats, accuracy, settings.n_bootstrap, settings.seed)
+    storage.write_csv(layout.stats("feature_correlations"), corr)
+    hyper = table[[c for c in HYPERPARAMETERS if c in table]].dropna(axis=1, how="all")
+    info = stats_lib.map_informativeness(
+        D,
+        accuracy,
+        feats,
+        hyper,
+        k=settings.knn,
+        n_perm=settings.n_permutations,
+        seed=settings.seed,
+    )
+    storage.write_csv(layout.stats("map_informativeness"), info)
+    log.info("map informativeness:\n%s", info.to_string(index=False))
+
+
+def sensitivity(
+    layout: Layout,
+    batches: Sequence[str],
+    settings: SensitivitySettings,
+    stats_settings: StatsSettings,
+) -> None:
+    """Sweep sigma, normalisation, t and layer; report how informative the map stays."""
+    from nnmanifold import plots
+    from nnmanifold import sensitivity as sweep_lib
+
+    probe = storage.read_probe(layout.probe)
+    table = storage.read_manifests([layout.train_manifest(b) for b in batches])
+    ok = table[table["status"] == "ok"]
+    files = [layout.activations(m) for m in ok["model_id"]]
+    penultimate = [storage.read_activations(f, None, probe["hash"]) for f in files]
+    representations = {"penultimate": [X for X, _ in penultimate]}
+    for layer in sweep_lib.shared_layers([attrs["layer_order"] for _, attrs in penultimate]):
+        representations[layer] = [storage.read_activations(f, layer)[0] for f in files]
+    result = sweep_lib.sweep(
+        representations,
+        ok["test_accuracy"].to_numpy(),
+        settings.sigmas,
+        settings.normalizations,
+        settings.ts,
+        k=stats_settings.knn,
+        n_perm=stats_settings.n_permutations,
+        seed=stats_settings.seed,
+        progress=True,
+    )
+    storage.write_csv(layout.stats("sensitivity"), result)
+    plots.save(plots.sensitivity(result), layout.figure("sensitivity"))
+
+
+def figures(layout: Layout) -> None:
+    """Paper figures (PNG + PDF) of the map, the features and the statistics."""
+    from nnmanifold import features as features_lib
+    from nnmanifold import plots
+
+    table = pd.read_csv(layout.embedding)
+    ok = table[table["status"] == "ok"]
+    topology = pd.read_csv(layout.wasserstein_embedding)
+    D, ids, _ = storage.read_distances(layout.distances)
+    corr = pd.read_csv(layout.stats("feature_correlations"))
+    accuracy = ok.set_index("model_id").loc[ids, "test_accuracy"].to_numpy()
+    extremes = plots.best_and_worst(ok)
+    diagrams = [storage.read_diagrams(layout.diagrams(m)) for m in extremes["model_id"]]
+    drawn = {
+        "map_accuracy": plots.map_by(ok, "test_accuracy"),
+        "map_features": plots.map_facets(ok, list(features_lib.FEATURE_NAMES)),
+        "map_hyperparameters": plots.map_facets(ok, [*HYPERPARAMETERS, "seed"]),
+        "features_vs_accuracy": plots.features_vs_accuracy(ok, corr),
+        "distance_heatmap": plots.distance_heatmap(D, ids, accuracy),
+        "persistence": plots.persistence_diagrams(*diagrams, labels=list(extremes["label"])),
+        "informativeness": plots.informativeness(pd.read_csv(layout.stats("map_informativeness"))),
+        "map_topology": plots.map_by(
+            topology[topology["status"] == "ok"],
+            "test_accuracy",
+            title="map of H1 Wasserstein distances",
+        ),
+        "summary": plots.summary(ok, D, ids, corr),
+    }
+    assert set(drawn) == set(FIGURES), "paths.FIGURES lists the figures this step draws"
+    for name, fig in drawn.items():
+        plots.save(fig, layout.figure(name))
+
+
+def _manifest_row(metrics: dict[str, Any], out, names: Sequence[str]) -> dict[str, Any]:
+    return {**{k: metrics[k] for k in MANIFEST_KEYS}, "files": [str(out / n) for n in names]}
+
+
+def _ok_models(layout: Layout, batches: Sequence[str]) -> list[str]:
+    """Models that trained ok; the others are listed in ``geometry/excluded.csv``."""
+    table = storage.read_manifests([layout.train_manifest(b) for b in batches])
+    ok = table["status"] == "ok"
+    storage.write_csv(layout.excluded, table[~ok])
+    if (~ok).any():
+        log.warning("%d models excluded from the geometry (see %s)", (~ok).sum(), layout.excluded)
+    return list(table.loc[ok, "model_id"])
+
+
+def _model_features(
+    layout: Layout,
+    model_id: str,
+    probe: dict[str, Any],
+    geometry: GeometrySettings,
+    settings: FeatureSettings,
+) -> dict[str, float]:
+    """One model's feature values: from its features.json if current, else computed and saved.
+
+    Current means made with these settings from these very activations (content, not mtime).
+    """
+    from nnmanifold import features as features_lib
+    from nnmanifold.diffusion import normalize, transition_matrix
+
+    made_from = {
+        "settings": {"geometry": geometry.identity(), "features": settings.identity()},
+        "activations": storage.file_hash(layout.activations(model_id)),
+    }
+    found = _read_record(layout.features(model_id))
+    if layout.diagrams(model_id).exists() and storage.is_current(found, made_from):
+        return found["values"]
+    op = geometry.operator
+    X, _ = storage.read_activations(layout.activations(model_id), geometry.layer, probe["hash"])
+    values, diagrams = features_lib.compute_features(
+        normalize(X, op.normalization),
+        probe["labels"],
+        transition_matrix(X, op),
+        t=op.t,
+        max_points=settings.max_points,
+        h1_threshold=settings.h1_threshold,
+        seed=settings.seed,
+    )
+    storage.write_diagrams(layout.diagrams(model_id), diagrams)
+    storage.write_json(layout.features(model_id), {**made_from, "values": values})
+    return values
+
+
+def _read_record(path) -> dict[str, Any] | None:
+    try:
+        return storage.read_json(path)
+    except (OSError, UserError):
+        return None
