@@ -53,6 +53,31 @@ def test_loo_r2_matches_slow_reference() -> None:
         assert stats.loo_knn_r2(D, f, k=k) == pytest.approx(_reference_loo_r2(D, f, k))
 
 
+def test_permutation_tests_match_slow_references_shuffle_by_shuffle() -> None:
+    rng = np.random.default_rng(8)
+    points = rng.normal(size=(40, 3))
+    D = np.linalg.norm(points[:, None] - points[None, :], axis=-1)
+    f = points[:, 0] + 0.3 * rng.normal(size=40)
+    k, n_perm = 4, 300  # more shuffles than one chunk
+    shuffles = [f[p] for chunk in stats._permutation_chunks(f.size, n_perm, 5) for p in chunk]
+    A = stats.knn_graph(D, k).toarray()
+
+    def energy(g: np.ndarray) -> float:
+        pairs = sum(A[i, j] * (g[i] - g[j]) ** 2 for i in range(g.size) for j in range(g.size))
+        return pairs / (2 * A.sum() * g.var(ddof=1))
+
+    null = np.array([energy(g) for g in shuffles])
+    smooth = stats.smoothness_test(D, f, k=k, n_perm=n_perm, seed=5)
+    assert smooth["energy"] == pytest.approx(energy(f), rel=1e-9)
+    assert smooth["null_mean"] == pytest.approx(null.mean(), rel=1e-9)
+    assert smooth["p_value"] == (1 + np.sum(null <= energy(f))) / (n_perm + 1)
+
+    r2_null = np.array([_reference_loo_r2(D, g, k) for g in shuffles])
+    fit = stats.loo_knn_r2_permutation(D, f, k=k, n_perm=n_perm, seed=5)
+    assert fit["r2"] == pytest.approx(_reference_loo_r2(D, f, k), rel=1e-9)
+    assert fit["p_value"] == (1 + np.sum(r2_null >= fit["r2"])) / (n_perm + 1)
+
+
 def test_networks_tied_at_kth_distance_share_the_last_place() -> None:
     x = np.array([0.0, 1.0, -1.0, 10.0, 12.0])
     D = np.abs(x[:, None] - x[None, :])

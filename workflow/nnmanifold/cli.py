@@ -137,8 +137,8 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
     ),
     "wasserstein": (
         steps.wasserstein.__doc__,
-        {**_RESULTS, **_BATCHES},
-        lambda a: steps.wasserstein(Layout(a.results), a.batches),
+        {**_RESULTS, **_BATCHES, "--threads": {"type": int, "default": 1, "help": "processes"}},
+        lambda a: steps.wasserstein(Layout(a.results), a.batches, a.threads),
     ),
     "stats": (
         steps.stats.__doc__,

@@ -181,14 +181,14 @@ def embed(
     storage.write_csv(out, table.merge(feats.drop(columns=["status"]), on="model_id", how="left"))
 
 
-def wasserstein(layout: Layout, batches: Sequence[str]) -> None:
+def wasserstein(layout: Layout, batches: Sequence[str], threads: int = 1) -> None:
     """Wasserstein distances between the models' H1 persistence diagrams (a second distance)."""
     from nnmanifold import features as features_lib
 
     table = storage.read_manifests([layout.features_manifest(b) for b in batches])
     ok = list(table.loc[table["status"] == "ok", "model_id"])
     diagrams = [storage.read_diagrams(layout.diagrams(m)) for m in ok]
-    W = features_lib.persistence_distances(diagrams, dim=1)
+    W = features_lib.persistence_distances(diagrams, dim=1, n_jobs=threads)
     storage.write_distances(layout.wasserstein, W, ok, {"diagram_dimension": 1})
 
 

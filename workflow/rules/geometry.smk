@@ -50,10 +50,12 @@ rule wasserstein:
         P.log("wasserstein"),
     conda:
         "../../envs/analysis.yaml"
+    threads: workflow.cores
     params:
         batches=list(BATCHES),
     shell:
-        step("wasserstein") + " --batches {params.batches:q}" " > {log:q} 2>&1"
+        step("wasserstein")
+        + " --batches {params.batches:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule wasserstein_embedding:
