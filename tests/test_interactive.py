@@ -304,6 +304,16 @@ def test_browser_renders_every_network_and_hover_names_the_one_under_the_mouse(
     near = [td.text for td in picks]
     order = np.argsort(np.hypot(*(xy - xy[i]).T))
     assert near == ok["model_id"][order[1:4]].tolist()
+    # ... with the hyperparameters that vary in the zoo, those unlike the selected one marked
+    head, *rows = browser.execute_script(
+        "return Array.from(document.getElementById('nnm-neighbours').rows, r => "
+        "Array.from(r.cells, c => [c.textContent, c.classList.contains('differs')]))"
+    )
+    varying = ["depth", "width", "lr", "seed"]
+    assert [text for text, _ in head] == ["model", "map distance", "accuracy", *varying]
+    for row, j in zip(rows, order[1:4], strict=True):
+        marked = [h for h, (_, differs) in zip(varying, row[3:], strict=True) if differs]
+        assert marked == [h for h in varying if ok[h][j] != ok[h][i]]
 
 
 @pytest.mark.browser

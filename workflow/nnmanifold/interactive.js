@@ -42,7 +42,7 @@ function show(i) {
   const table = document.getElementById('nnm-neighbours');
   table.replaceChildren();
   const head = table.insertRow();
-  ['model', 'map distance', 'accuracy', ...D.hyperparameters.map(h => D.fields[h])].forEach(t => {
+  ['model', 'map distance', 'accuracy', ...D.varying.map(h => D.fields[h])].forEach(t => {
     const th = document.createElement('th'); th.textContent = t; head.appendChild(th); });
   near.forEach(j => {
     const r = table.insertRow();
@@ -51,7 +51,7 @@ function show(i) {
     link.className = 'pick'; link.dataset.index = j; link.title = 'select this network';
     cell(r, Math.hypot(m.x[j] - m.x[i], m.y[j] - m.y[i]).toPrecision(3));
     cell(r, v[1]);
-    D.hyperparameters.forEach(h => cell(r, v[h], v[h] !== values[h]));
+    D.varying.forEach(h => cell(r, v[h], v[h] !== values[h]));
   });
   document.getElementById('nnm-near-title').textContent =
     near.length + ' nearest on the ' + (current.map === 'phate' ? 'diffusion' : 'Wasserstein') + ' map';
@@ -65,7 +65,9 @@ fig.data[0].x = D.maps.phate.x;
 fig.data[0].y = D.maps.phate.y;
 fig.data[0].marker = marker(D.initial);
 Plotly.newPlot(gd, fig.data, fig.layout, {responsive: true, displaylogo: false}).then(() => {
+  // when the plot is built, and when it is on screen (for tests and bench/interactive.py)
   window.nnmRendered = performance.now();
+  requestAnimationFrame(() => { window.nnmPainted = performance.now(); });
   gd.on('plotly_click', ev => {
     const p = ev.points.find(q => q.curveNumber === 0);
     if (p) show(p.pointNumber);
@@ -76,9 +78,8 @@ document.getElementById('nnm-colour').addEventListener('change', e =>
 document.getElementById('nnm-which').addEventListener('change', e => {
   current.map = e.target.value;
   const m = D.maps[current.map];
-  Plotly.restyle(gd, {x: [m.x], y: [m.y]}, [0]).then(() =>
-    Plotly.relayout(gd, {'xaxis.autorange': true, 'yaxis.autorange': true}));
-  show(current.selected >= 0 && m.x[current.selected] !== null ? current.selected : -1);
+  Plotly.update(gd, {x: [m.x], y: [m.y]}, {'xaxis.autorange': true, 'yaxis.autorange': true}, [0]);
+  if (current.selected >= 0) show(m.x[current.selected] !== null ? current.selected : -1);
 });
 document.getElementById('nnm-neighbours').addEventListener('click', e => {
   if (e.target.classList.contains('pick')) show(Number(e.target.dataset.index));

@@ -106,7 +106,10 @@ def map_html(
     coords = {name: m.reindex(table["model_id"]).to_numpy(float) for name, m in maps.items()}
     page_data = {
         "fields": [_label(c) for c in fields],
-        "hyperparameters": [fields.index(c) for c in fields if c in _hyper_columns(table)],
+        # the neighbour table compares the hyperparameters that vary in the zoo
+        "varying": [
+            fields.index(c) for c in _hyper_columns(table) if table[c].nunique(dropna=False) > 1
+        ],
         "results": results_label,
         "maps": {
             name: {
