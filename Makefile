@@ -11,7 +11,7 @@ PIP = $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c c
 
 run: $(VENV)/.installed
 	snakemake --cores $(CORES)
-	snakemake --report $(RESULTS)/report.html
+	snakemake --report $(RESULTS)/report.html --report-metadata $(RESULTS)/report_metadata.yaml
 
 test: $(VENV)/.installed-test
 	pytest

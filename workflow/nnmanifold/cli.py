@@ -160,6 +160,11 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             StatsSettings.parse(a.stats),
         ),
     ),
+    "map": (
+        steps.interactive_map.__doc__,
+        _RESULTS,
+        lambda a: steps.interactive_map(Layout(a.results)),
+    ),
     "figures": (
         steps.figures.__doc__,
         _RESULTS,

@@ -124,9 +124,20 @@ class Layout:
         """``figures/<name>.png`` (a PDF is written beside it)."""
         return self.root / "figures" / f"{name}.png"
 
+    @property
+    def interactive_map(self) -> Path:
+        """The interactive map: one self-contained HTML page (works offline)."""
+        return self.root / "figures" / "map.html"
+
     def log(self, step: str, batch: str | None = None) -> Path:
         return self.root / "logs" / (f"{step}/{batch}.log" if batch else f"{step}.log")
 
     @property
     def report(self) -> Path:
         return self.root / "report.html"
+
+    @property
+    def report_metadata(self) -> Path:
+        """The report's landing page: the headline numbers (YAML for ``--report-metadata``;
+        numbers only, since Snakemake 9 shows text values there as raw docutils parts)."""
+        return self.root / "report_metadata.yaml"

@@ -292,6 +292,24 @@ def summary_line(summary: pd.DataFrame) -> str:
     return line
 
 
+def headline(summary: pd.DataFrame, informativeness: pd.DataFrame) -> dict[str, float]:
+    """The run's headline numbers: zoo outcome, accuracy, and how well the map, the
+    hyperparameters and a random distance predict accuracy (leave-one-out k-NN R², whole zoo)."""
+    r = summary.to_dict("records")[0]
+    r2 = informativeness[informativeness["stratum"] == "all"].set_index("predictor")["r2"]
+    return {
+        "networks": int(r["models"]),
+        "trained ok": int(r["ok"]),
+        "diverged or failed": int(r["diverged"] + r["failed"]),
+        "near chance": int(r["near_chance"]),
+        "median test accuracy": round(float(r["median_accuracy"]), 3),
+        "best test accuracy": round(float(r["best_accuracy"]), 3),
+        "R² of accuracy from the map": round(float(r2["network distance"]), 3),
+        "... from the hyperparameters": round(float(r2["hyperparameters"]), 3),
+        "... from a random distance": round(float(r2["random distance"]), 3),
+    }
+
+
 def feature_correlations(
     features: pd.DataFrame, accuracy: np.ndarray, n_boot: int = 1000, seed: SeedLike = 0
 ) -> pd.DataFrame:

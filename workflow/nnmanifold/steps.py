@@ -220,6 +220,7 @@ def stats(layout: Layout, settings: StatsSettings) -> None:
     )
     storage.write_csv(layout.stats("map_informativeness"), info)
     log.info("map informativeness:\n%s", info.to_string(index=False))
+    storage.write_yaml(layout.report_metadata, stats_lib.headline(summary, info))
 
 
 def sensitivity(
@@ -286,6 +287,19 @@ def figures(layout: Layout) -> None:
     assert set(drawn) == set(FIGURES), "paths.FIGURES lists the figures this step draws"
     for name, fig in drawn.items():
         plots.save(fig, layout.figure(name))
+
+
+def interactive_map(layout: Layout) -> None:
+    """The interactive map (one offline HTML page): hover, colour by anything, nearest networks."""
+    from nnmanifold import interactive
+
+    page = interactive.map_html(
+        pd.read_csv(layout.embedding),
+        pd.read_csv(layout.wasserstein_embedding),
+        pd.read_csv(layout.excluded),
+        results_label=str(layout.root),
+    )
+    interactive.write(layout.interactive_map, page)
 
 
 def _manifest_row(metrics: dict[str, Any], out, names: Sequence[str]) -> dict[str, Any]:

@@ -104,6 +104,14 @@ def read_manifests(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     return pd.DataFrame(rows).drop(columns=["files"], errors="ignore")
 
 
+def write_yaml(path: str | os.PathLike, data: Any) -> None:
+    """Write plain data as YAML (keys in the given order), atomically."""
+    import yaml
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
 def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:
     """Write a table as CSV, atomically."""
     with atomic_path(path) as tmp:

@@ -95,7 +95,13 @@ wildcard_constraints:
 
 
 def final_targets():
-    targets = [P.figure("summary"), P.stats("map_informativeness"), P.provenance]
+    targets = [
+        P.figure("summary"),
+        P.interactive_map,
+        P.stats("map_informativeness"),
+        P.report_metadata,
+        P.provenance,
+    ]
     if S.sensitivity.in_default_run:
         targets.append(P.stats("sensitivity"))
     return targets

@@ -19,3 +19,20 @@ rule figures:
         "../../envs/analysis.yaml"
     shell:
         step("figures") + " > {log:q} 2>&1"
+
+
+rule interactive_map:
+    input:
+        embedding=P.embedding,
+        topology_map=P.wasserstein_embedding,
+        excluded=P.excluded,
+    output:
+        report(
+            P.interactive_map, caption="../report/interactive_map.rst", category="Map"
+        ),
+    log:
+        P.log("interactive_map"),
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        step("map") + " > {log:q} 2>&1"

@@ -19,6 +19,7 @@ rule stats:
             caption="../report/map_informativeness.rst",
             category="Informativeness",
         ),
+        landing_page=P.report_metadata,
     log:
         P.log("stats"),
     conda:
