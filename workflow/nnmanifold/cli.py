@@ -79,7 +79,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 @command
 def cmd_train(args: argparse.Namespace) -> None:
-    """Train the given models one after another in this process; write a manifest at the end."""
+    """Train the given models in this process (same-shaped ones as one group); write a manifest."""
     from nnmanifold import gpu
 
     device = gpu.claim_device(args.jobs_per_gpu) if args.accelerator != "cpu" else None
@@ -87,7 +87,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         log.info("using GPU %s", device)
 
     import torch
-    from tqdm import tqdm
 
     from nnmanifold import data, train
 
@@ -101,9 +100,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
     probe = storage.read_probe(args.probe)
     results = []
-    for spec in tqdm(specs, desc="training", unit="model", file=sys.stderr):
-        out = storage.model_dir(args.results, spec["model_id"])
-        m = train.train_model(spec, ds, probe, out, accelerator=args.accelerator)
+    for m in train.train_job(specs, ds, probe, args.results, accelerator=args.accelerator):
+        out = storage.model_dir(args.results, m["model_id"])
         files = [str(out / name) for name in train.OUTPUTS]
         results.append({**{k: m[k] for k in MANIFEST_KEYS}, "files": files})
     storage.write_json(args.manifest, results)
