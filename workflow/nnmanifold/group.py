@@ -421,8 +421,8 @@ def fresh_state(
 
 
 def member_bytes(spec: dict[str, Any], dataset: Dataset) -> int:
-    """Rough memory one member takes in a group: weights, gradients, optimiser state,
-    activations of a training batch and of an evaluation chunk, and its epoch's data order."""
+    """Rough memory one member takes in a training step: weights, gradients, optimiser state,
+    a batch's activations (forward and backward) and its epoch's data order."""
     model = Classifier(spec, dataset.input_shape, dataset.n_classes)
     n_params = sum(p.numel() for p in model.parameters())
     with torch.no_grad():
@@ -430,7 +430,7 @@ def member_bytes(spec: dict[str, Any], dataset: Dataset) -> int:
     per_point = math.prod(dataset.input_shape) + sum(h.numel() for h in hidden.values())
     per_point += dataset.n_classes
     slots = 2 if spec["optimizer"] == "adam" else 1
-    floats = n_params * (3 + slots) + per_point * (3 * spec["batch_size"] + 1024)
+    floats = n_params * (3 + slots) + per_point * 3 * spec["batch_size"]
     return 4 * floats + 8 * len(dataset.y_train)
 
 
