@@ -88,12 +88,26 @@ def per_process(specs: list[dict], ds: data.Dataset, work: Path) -> float:
     return (time.perf_counter() - start) / len(specs)
 
 
+def timed_writes() -> list[float]:
+    """Accumulate the seconds ``MemberWriter.write`` (metrics, activations) takes from now on."""
+    spent, write = [0.0], train.MemberWriter.write
+
+    def timed(self, module, members):
+        start = time.perf_counter()
+        write(self, module, members)
+        spent[0] += time.perf_counter() - start
+
+    train.MemberWriter.write = timed
+    return spent
+
+
 def cpu(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     ds = synthetic(4000, 1000, (64,))
     specs = zoo_specs(args.models, 32, 1, 32, 1)
     probe = probe_of(ds, 100)
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    writes = timed_writes()
     t = time.perf_counter()
     metrics = train.train_job(specs, ds, probe, work / "vec", accelerator="cpu")
     vec_s = time.perf_counter() - t
@@ -117,6 +131,8 @@ def cpu(args: argparse.Namespace) -> dict:
         "models": len(specs),
         "threads": args.threads,
         "vectorised_models_per_s": round(vec, 2),
+        "vectorised_output_writing_s": round(writes[0], 3),
+        "vectorised_models_per_s_without_writes": round(len(specs) / (vec_s - writes[0]), 2),
         "sequential_models_per_s": round(1 / seq_s, 3),
         "sequential_models_timed": len(seq),
         "per_process_models_per_s": round(1 / proc_s, 4),

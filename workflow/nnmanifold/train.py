@@ -11,6 +11,7 @@ import math
 import os
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ OUTPUTS = ("activations.h5", "metrics.json")
 GROUP_CHECKPOINT = "group_last.pt"
 #: A group member's training log: one line per finished epoch.
 EPOCH_LOG = Path("train_log") / "epochs.csv"
+#: Threads writing finished group members' files.
+WRITERS = 4
 # Lightning's start-up banners (devices, tips) repeat for every model and bury the useful lines.
 for _name in ("pytorch_lightning", "lightning_fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -272,7 +275,8 @@ class MemberWriter(Checkpoint):
         hidden = module.hidden(members, x_probe)
         diverged = module.diverged.tolist()
         share = (time.perf_counter() - self.started) / module.size
-        for j, k in enumerate(members):
+
+        def record(j: int, k: int) -> None:
             spec, out = module.specs[k], self.dirs[k]
             layers = {name: v.numpy() for name, v in hidden[j].items()}
             metrics: dict[str, Any] = {"model_id": spec["model_id"], "spec": spec, "reason": None}
@@ -301,6 +305,10 @@ class MemberWriter(Checkpoint):
                 metrics["test_accuracy"],
                 module.size,
             )
+
+        # the files are independent and mostly wait on fsync: write several at once
+        with ThreadPoolExecutor(WRITERS) as pool:
+            list(pool.map(record, range(len(members)), members))
 
     def _log_epoch(self, k: int, epoch: int, loss: float, module: group.GroupClassifier) -> None:
         path = self.dirs[k] / EPOCH_LOG
