@@ -2,7 +2,7 @@
 
 Run by hand (not in CI): ``python bench/scale.py --sizes 250 1000``. For each zoo size N it makes
 random activations shaped like real ones (no training), then times the library functions each
-workflow step calls, in the step's order: operators (the distances step's ``OperatorStore.add``),
+workflow step calls, in the step's order: operators (``distances.store_operator``),
 distances (streamed from the store, and in memory), features (per network, in a pool of
 ``--jobs`` processes as parallel feature jobs would run), Wasserstein, PHATE (both maps),
 statistics and figures. Each stage prints its time and the peak RSS of this process during it
@@ -27,14 +27,23 @@ import threadpoolctl
 from distances import _proc_status_mb, _reset_peak_rss_mb
 
 from nnmanifold import embedding, features, plots, stats
+from nnmanifold.config import validate
 from nnmanifold.diffusion import OperatorSettings, normalize, transition_matrix
-from nnmanifold.distances import OperatorStore, distance_matrix, pairwise_frobenius
+from nnmanifold.distances import (
+    distance_matrix,
+    pairwise_frobenius,
+    store_fingerprint,
+    store_operator,
+)
+from nnmanifold.storage import OperatorStore
 from nnmanifold.zoo import HYPERPARAMETERS
 
 N_CLASSES = 10
 LATENT_DIM = 3
 GOAL_S = 180.0  # whole analysis at N = 1,000, n_probe = 200, 2 cores (issue 14)
 SETTINGS = OperatorSettings()
+#: The features section of the default config (the schema's defaults).
+FEATURES = validate({})["features"]
 GRID = {
     "lr": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
     "depth": [1, 2, 3],
@@ -110,14 +119,20 @@ def _features_of(args: tuple[np.ndarray, np.ndarray]) -> tuple[dict, list[np.nda
     """What one feature job does per network: normalise, one-step operator, all features."""
     X, y = args
     return features.compute_features(
-        normalize(X, SETTINGS.normalization), y, transition_matrix(X, SETTINGS), t=SETTINGS.t
+        normalize(X, SETTINGS.normalization),
+        y,
+        transition_matrix(X, SETTINGS),
+        t=SETTINGS.t,
+        max_points=FEATURES["max_points"],
+        h1_threshold=FEATURES["h1_threshold"],
+        seed=FEATURES["seed"],
     )
 
 
 def build_operators(store: OperatorStore, ids: list[str], activations: list[np.ndarray]) -> None:
     """The distances step's first half: each network's operator and diagnostics into the store."""
     for model_id, X in zip(ids, activations, strict=True):
-        store.add(model_id, X)
+        store_operator(store, model_id, X, SETTINGS)
         store.diagnostics(model_id)
 
 
@@ -165,7 +180,9 @@ def run_size(n_models: int, args: argparse.Namespace, workdir: Path) -> dict[str
     ids = list(table["model_id"])
     operators_mb = n_models * args.points**2 * 8 / 2**20
     print(f"N = {n_models}: {operators_mb:.0f} MB of float64 operators", flush=True)
-    store = OperatorStore(workdir / f"operators-{n_models}.h5", SETTINGS, "bench", "penultimate")
+    store = OperatorStore(
+        workdir / f"operators-{n_models}.h5", store_fingerprint(SETTINGS, "bench", "penultimate")
+    )
     measure("operators", lambda: build_operators(store, ids, activations), log)
     budget = args.budget_mb * 2**20
     D = measure(

@@ -81,7 +81,8 @@ def train(
     jobs_per_gpu: int = 1,
     threads: int = 1,
 ) -> None:
-    """Train one job's models in this process; write the job's manifest at the end."""
+    """Train one job's models in this process (same-shaped ones as one vectorised group);
+    write the job's manifest at the end."""
     from nnmanifold import gpu
 
     if accelerator != "cpu":
@@ -89,7 +90,6 @@ def train(
             log.info("using GPU %s", device)
 
     import torch
-    from tqdm import tqdm
 
     from nnmanifold import data as data_lib
     from nnmanifold import train as train_lib
@@ -99,11 +99,8 @@ def train(
         raise UserError("one training job trains on one data set")
     ds = data_lib.load_dataset(data.loader_config())
     probe = storage.read_probe(layout.probe)
-    rows = []
-    for spec in tqdm(specs, desc="training", unit="model", file=sys.stderr):
-        out = layout.model_dir(spec["model_id"])
-        m = train_lib.train_model(spec, ds, probe, out, accelerator=accelerator)
-        rows.append(_manifest_row(m, out, TRAIN_FILES))
+    trained = train_lib.train_job(specs, ds, probe, layout.root, accelerator=accelerator)
+    rows = [_manifest_row(m, layout.model_dir(m["model_id"]), TRAIN_FILES) for m in trained]
     storage.write_json(layout.train_manifest(batch), rows)
 
 

@@ -8,6 +8,7 @@ Nothing here imports torch, so the analysis steps that only read files start qui
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -130,6 +131,12 @@ def _nan_to_none(value: Any) -> Any:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape a result, recorded beside it."""
+    return dict(_library_versions())
+
+
+@functools.cache
+def _library_versions() -> tuple[tuple[str, str], ...]:
+    """Looked up once per process: every file a job writes records them (7 ms each)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
@@ -147,7 +154,7 @@ def library_versions() -> dict[str, str]:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = "absent"
-    return out
+    return tuple(out.items())
 
 
 def write_probe(path: str | os.PathLike, probe: dict[str, Any]) -> None:

@@ -1,4 +1,8 @@
-"""Train zoo models with Lightning, resume from checkpoints, record metrics and activations."""
+"""Train zoo models with Lightning, resume from checkpoints, record metrics and activations.
+
+``train_model`` trains one model (the reference path); ``train_job`` trains a job's members in
+same-shaped groups as one vectorised computation each (``group.GroupClassifier``).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,28 @@ import math
 import os
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from nnmanifold import UserError, storage
+from nnmanifold import UserError, group, storage
 from nnmanifold.data import ArrayDataModule, Dataset
 from nnmanifold.models import Classifier
+from nnmanifold.paths import Layout
 
 log = logging.getLogger(__name__)
-#: Per-model files a training job writes (checkpoints aside), listed in its manifest.
-OUTPUTS = ("activations.h5", "metrics.json")
+#: A group member's resume state, beside the one-model path's ``last.ckpt``.
+GROUP_CHECKPOINT = "group_last.pt"
+#: A group member's training log: one line per finished epoch.
+EPOCH_LOG = Path("train_log") / "epochs.csv"
+#: Threads writing finished group members' files.
+WRITERS = 4
 # Lightning's start-up banners (devices, tips) repeat for every model and bury the useful lines.
 for _name in ("pytorch_lightning", "lightning_fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -129,3 +139,207 @@ def _hidden(model: Classifier, x: np.ndarray) -> dict[str, np.ndarray]:
     with torch.no_grad():
         hidden = model.hidden(torch.from_numpy(np.asarray(x, np.float32)).to(model.device))
     return {name: v.cpu().numpy() for name, v in hidden.items()}
+
+
+def train_job(
+    specs: list[dict[str, Any]],
+    dataset: Dataset,
+    probe: dict[str, Any],
+    results: str | Path,
+    accelerator: str = "auto",
+) -> list[dict[str, Any]]:
+    """Train a job's models, in its order: same-shaped ones together in device-sized groups.
+
+    Complete models are kept; a model with a one-model checkpoint resumes on the one-model path.
+    """
+    dirs = {s["model_id"]: Layout(results).model_dir(s["model_id"]) for s in specs}
+    done: dict[str, dict[str, Any]] = {}
+    shapes: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        out = dirs[spec["model_id"]]
+        if (finished := _finished(out, probe["hash"])) is not None:
+            log.info("model %s: outputs complete for this probe set, kept", spec["model_id"])
+            done[spec["model_id"]] = finished
+        elif (out / "checkpoints" / "last.ckpt").is_file():
+            done[spec["model_id"]] = train_model(spec, dataset, probe, out, accelerator)
+        else:
+            shapes.setdefault(group.shape_key(spec), []).append(spec)
+    budget = _group_budget(accelerator)
+    for members in shapes.values():
+        size = group.group_size(members[0], dataset, budget)
+        for i in range(0, len(members), size):
+            done.update(train_group(members[i : i + size], dataset, probe, dirs, accelerator))
+    return [done[s["model_id"]] for s in specs]
+
+
+def train_group(
+    specs: list[dict[str, Any]],
+    dataset: Dataset,
+    probe: dict[str, Any],
+    dirs: dict[str, Path],
+    accelerator: str = "auto",
+) -> dict[str, dict[str, Any]]:
+    """Train same-shaped models as one computation; each resumes from its own checkpoint.
+
+    A model that cannot be built, or a group that fails as a whole, falls back to ``train_model``
+    (which records the failure per model).
+    """
+    started = time.perf_counter()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    members, states, resumed, results = [], [], [], {}
+    for spec in specs:
+        out = dirs[spec["model_id"]]
+        try:
+            state = _load_member(out / "checkpoints" / GROUP_CHECKPOINT)
+            resumed.append(state is not None)
+            states.append(state or group.fresh_state(spec, dataset.input_shape, dataset.n_classes))
+            members.append(spec)
+        except Exception:  # noqa: BLE001 - e.g. a CNN on flat data: the one-model path records it
+            results[spec["model_id"]] = train_model(spec, dataset, probe, out, accelerator)
+    if not members:
+        return results
+    writer = MemberWriter(dataset, probe, [dirs[s["model_id"]] for s in members], resumed)
+    writer.started = started
+    try:
+        module = group.GroupClassifier(members, dataset, states)
+        done = (st["epochs_completed"] for st in states)
+        remaining = max(s["epochs"] - d for s, d in zip(members, done, strict=True))
+        if remaining > 0:
+            trainer = pl.Trainer(
+                max_epochs=remaining,
+                accelerator=accelerator,
+                devices=1,
+                deterministic=True,
+                logger=False,
+                callbacks=[writer],
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+            trainer.fit(module)
+        writer.write(module, [k for k in range(module.size) if k not in writer.metrics])
+    except Exception:  # noqa: BLE001 - retry the unfinished members one at a time
+        log.error(
+            "group of %d failed, training its unfinished models one by one:\n%s",
+            len(members),
+            traceback.format_exc(),
+        )
+        for k, spec in enumerate(members):
+            if k not in writer.metrics:
+                out = dirs[spec["model_id"]]
+                results[spec["model_id"]] = train_model(spec, dataset, probe, out, accelerator)
+    for k, metrics in writer.metrics.items():
+        results[members[k]["model_id"]] = metrics
+    return results
+
+
+class MemberWriter(Checkpoint):
+    """Per-member I/O at each epoch's end: a checkpoint for members still training, or
+    activations and metrics for members that just finished or diverged; then a log line.
+
+    A ``Checkpoint`` callback, so Lightning runs it after the module's own epoch-end hook.
+    """
+
+    def __init__(
+        self, dataset: Dataset, probe: dict[str, Any], dirs: list[Path], resumed: list[bool]
+    ) -> None:
+        self.dataset, self.probe, self.dirs, self.resumed = dataset, probe, dirs, resumed
+        self.metrics: dict[int, dict[str, Any]] = {}
+        self.started = time.perf_counter()
+        self.versions = storage.library_versions()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: group.GroupClassifier) -> None:
+        stats = module._epoch_stats
+        diverged = module.diverged.tolist()
+        finished = [
+            k
+            for k in range(module.size)
+            if k not in self.metrics and (diverged[k] or module.done[k] >= module.epochs[k])
+        ]
+        for k in stats["members"]:
+            if k not in finished:
+                with storage.atomic_path(self.dirs[k] / "checkpoints" / GROUP_CHECKPOINT) as tmp:
+                    torch.save(module.member_checkpoint(k), tmp)
+        self.write(module, finished)
+        for k in stats["members"]:
+            self._log_epoch(k, module.done[k] - (not diverged[k]), stats["train_loss"][k], module)
+
+    def write(self, module: group.GroupClassifier, members: list[int]) -> None:
+        """Record test metrics and probe activations of finished members, as train_model does."""
+        if not members:
+            return
+        x_test = torch.from_numpy(self.dataset.x_test)
+        y_test = torch.from_numpy(self.dataset.y_test)
+        x_probe = torch.from_numpy(np.asarray(self.probe["x"], np.float32))
+        loss, accuracy = module.evaluate(members, x_test, y_test)
+        hidden = module.hidden(members, x_probe)
+        diverged = module.diverged.tolist()
+        share = (time.perf_counter() - self.started) / module.size
+
+        def record(j: int, k: int) -> None:
+            spec, out = module.specs[k], self.dirs[k]
+            layers = {name: v.numpy() for name, v in hidden[j].items()}
+            metrics: dict[str, Any] = {"model_id": spec["model_id"], "spec": spec, "reason": None}
+            if diverged[k] or not all(np.isfinite(v).all() for v in layers.values()):
+                metrics.update(status="diverged", reason="non-finite loss or activations")
+                metrics.update(test_accuracy=math.nan, test_loss=math.nan)
+            else:
+                metrics.update(status="ok", test_accuracy=accuracy[j], test_loss=loss[j])
+            metrics.update(epochs=spec["epochs"], epochs_completed=module.done[k])
+            metrics.update(resumed=self.resumed[k], n_parameters=module.n_parameters)
+            metrics.update(wall_seconds=round(share, 3), group_size=module.size)
+            metrics["versions"] = self.versions
+            storage.write_activations(
+                out / "activations.h5",
+                layers,
+                model_id=spec["model_id"],
+                probe_hash=self.probe["hash"],
+                status=metrics["status"],
+            )
+            storage.write_json(out / "metrics.json", metrics)
+            self.metrics[k] = metrics
+            log.info(
+                "model %s: %s, test accuracy %.4f (group of %d)",
+                spec["model_id"],
+                metrics["status"],
+                metrics["test_accuracy"],
+                module.size,
+            )
+
+        # the files are independent and mostly wait on fsync: write several at once
+        with ThreadPoolExecutor(WRITERS) as pool:
+            list(pool.map(record, range(len(members)), members))
+
+    def _log_epoch(self, k: int, epoch: int, loss: float, module: group.GroupClassifier) -> None:
+        path = self.dirs[k] / EPOCH_LOG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists()
+        with path.open("a") as fh:
+            if new:
+                fh.write("epoch,train_loss,diverged,pid,group_size\n")
+            diverged = int(bool(module.diverged[k]))
+            fh.write(f"{epoch},{loss!r},{diverged},{os.getpid()},{module.size}\n")
+
+
+def _load_member(path: Path) -> dict[str, Any] | None:
+    """A member checkpoint written by ``MemberWriter``, or None when absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001 - a torn checkpoint means starting this model afresh
+        log.warning("%s is unreadable; the model starts afresh", path)
+        return None
+
+
+def _group_budget(accelerator: str) -> int:
+    """Bytes a group may take: a quarter of free GPU memory, or half the CPU's last-level cache."""
+    if accelerator != "cpu" and torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info()
+        return free // 4
+    for level in ("index3", "index2"):
+        size = Path(f"/sys/devices/system/cpu/cpu0/cache/{level}/size")
+        if size.is_file():
+            text = size.read_text().strip()
+            units = {"K": 2**10, "M": 2**20, "G": 2**30}
+            return int(text.rstrip("KMG")) * units.get(text[-1], 1) // 2
+    return 16 * 2**20

@@ -1,0 +1,187 @@
+"""Zoo training throughput: one process per model, the one-model path, and the vectorised path.
+
+CPU (default): 128 MLPs 64-32-10 (synthetic 64-dim inputs, 10 classes), one epoch of 4,000 samples,
+batch 32, SGD + momentum; models/s of each path, measured in one run, everything written to disk as
+a training job does. ``--gpu``: MNIST-shaped MLPs 784-64-64-10 at K=1024, model-epochs/s.
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nnmanifold import data, train, zoo
+from nnmanifold.config import validate
+
+ONE_MODEL = """
+import json, sys, warnings
+warnings.filterwarnings("ignore")
+import numpy as np
+from nnmanifold import data, train
+job = json.load(open(sys.argv[1]))
+f = np.load(job["npz"])
+ds = data.Dataset("synthetic", f["x_train"], f["y_train"], f["x_test"], f["y_test"])
+probe = {"x": f["px"], "hash": "bench"}
+train.train_model(job["spec"], ds, probe, job["out"], accelerator="cpu")
+"""
+
+
+def synthetic(n_train: int, n_test: int, shape: tuple[int, ...], seed: int = 0) -> data.Dataset:
+    """A learnable data set: labels from a random linear map of Gaussian inputs."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_train + n_test, *shape)).astype(np.float32)
+    w = rng.normal(size=(int(np.prod(shape)), 10))
+    y = (x.reshape(len(x), -1) @ w).argmax(1).astype(np.int64)
+    return data.Dataset("synthetic", x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+def load_npz(path: str) -> data.Dataset:
+    """An MNIST-like npz (x_train, y_train, x_test, y_test), inputs scaled to [0, 1]."""
+    with np.load(path) as f:
+        x_tr, x_te = (f[k].astype(np.float32).reshape(len(f[k]), -1) for k in ("x_train", "x_test"))
+        scale = 255.0 if x_tr.max() > 1 else 1.0
+        y_tr, y_te = f["y_train"].astype(np.int64), f["y_test"].astype(np.int64)
+    return data.Dataset("mnist", x_tr / scale, y_tr, x_te / scale, y_te)
+
+
+def zoo_specs(n: int, width: int, depth: int, batch: int, epochs: int) -> list[dict]:
+    """n MLP specs differing in seed and learning rate (SGD + momentum 0.9)."""
+    seeds = list(range(n // 8))
+    space = {"lr": [0.005 * (i + 1) for i in range(8)], "width": [width], "depth": [depth]}
+    space.update(batch_size=[batch], epochs=[epochs], momentum=[0.9], optimizer=["sgd"])
+    return zoo.expand(validate({"zoo": {"seeds": seeds, "space": space}}))[:n]
+
+
+def probe_of(ds: data.Dataset, n: int) -> dict:
+    return {"x": ds.x_test[:n], "hash": "bench"}
+
+
+def per_process(specs: list[dict], ds: data.Dataset, work: Path) -> float:
+    """Seconds per model when each model is its own Python process (the old one-job-per-model)."""
+    np.savez(
+        work / "d.npz",
+        x_train=ds.x_train,
+        y_train=ds.y_train,
+        x_test=ds.x_test,
+        y_test=ds.y_test,
+        px=ds.x_test[:100],
+    )
+    script = work / "one.py"
+    script.write_text(ONE_MODEL)
+    start = time.perf_counter()
+    for spec in specs:
+        job = work / f"{spec['model_id']}.json"
+        out = str(work / "proc" / spec["model_id"])
+        job.write_text(json.dumps({"spec": spec, "npz": str(work / "d.npz"), "out": out}))
+        subprocess.run([sys.executable, str(script), str(job)], check=True, capture_output=True)
+    return (time.perf_counter() - start) / len(specs)
+
+
+def timed_writes() -> list[float]:
+    """Accumulate the seconds ``MemberWriter.write`` (metrics, activations) takes from now on."""
+    spent, write = [0.0], train.MemberWriter.write
+
+    def timed(self, module, members):
+        start = time.perf_counter()
+        write(self, module, members)
+        spent[0] += time.perf_counter() - start
+
+    train.MemberWriter.write = timed
+    return spent
+
+
+def cpu(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    ds = synthetic(4000, 1000, (64,))
+    specs = zoo_specs(args.models, 32, 1, 32, 1)
+    probe = probe_of(ds, 100)
+    work = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    writes = timed_writes()
+    t = time.perf_counter()
+    metrics = train.train_job(specs, ds, probe, work / "vec", accelerator="cpu")
+    vec_s = time.perf_counter() - t
+    assert all(m["status"] == "ok" for m in metrics), [m["status"] for m in metrics]
+    print(
+        f"vectorised: {len(specs)} models in {vec_s:.2f} s (group sizes "
+        f"{sorted({m['group_size'] for m in metrics})}), median test accuracy "
+        f"{np.median([m['test_accuracy'] for m in metrics]):.3f}"
+    )
+    t = time.perf_counter()
+    seq = specs[: args.sequential]
+    for spec in seq:
+        train.train_model(spec, ds, probe, work / "seq" / spec["model_id"], accelerator="cpu")
+    seq_s = (time.perf_counter() - t) / len(seq)
+    print(f"sequential one-model path: {len(seq)} models timed, {seq_s:.3f} s/model")
+    proc_s = per_process(specs[: args.processes], ds, work)
+    print(f"one process per model: {args.processes} models timed, {proc_s:.3f} s/model")
+    vec = len(specs) / vec_s
+    return {
+        "mode": "cpu",
+        "models": len(specs),
+        "threads": args.threads,
+        "vectorised_models_per_s": round(vec, 2),
+        "vectorised_output_writing_s": round(writes[0], 3),
+        "vectorised_models_per_s_without_writes": round(len(specs) / (vec_s - writes[0]), 2),
+        "sequential_models_per_s": round(1 / seq_s, 3),
+        "sequential_models_timed": len(seq),
+        "per_process_models_per_s": round(1 / proc_s, 4),
+        "per_process_models_timed": args.processes,
+        "speedup_vs_sequential": round(vec * seq_s, 1),
+        "speedup_vs_per_process": round(vec * proc_s, 1),
+    }
+
+
+def gpu(args: argparse.Namespace) -> dict:
+    ds = load_npz(args.npz) if args.npz else synthetic(60000, 10000, (784,))
+    specs = zoo_specs(args.models, 64, 2, 64, args.epochs)
+    probe = probe_of(ds, 1000)
+    work = Path(tempfile.mkdtemp(prefix="bench_train_gpu_"))
+    t = time.perf_counter()
+    metrics = train.train_job(specs, ds, probe, work, accelerator="gpu")
+    wall = time.perf_counter() - t
+    acc = [m["test_accuracy"] for m in metrics if m["status"] == "ok"]
+    print(
+        f"{len(specs)} models x {args.epochs} epochs in {wall:.1f} s, group sizes "
+        f"{sorted({m.get('group_size') for m in metrics})}"
+    )
+    return {
+        "mode": "gpu",
+        "data": args.npz or "synthetic",
+        "models": len(specs),
+        "epochs": args.epochs,
+        "seconds": round(wall, 2),
+        "model_epochs_per_s": round(len(specs) * args.epochs / wall, 1),
+        "median_test_accuracy": round(float(np.median(acc)), 4) if acc else None,
+        "ok": len(acc),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpu", action="store_true", help="MNIST-shaped MLPs on CUDA")
+    parser.add_argument("--npz", help="--gpu: MNIST as an npz (default: synthetic, same shape)")
+    parser.add_argument("--models", type=int, help="zoo size (default 128 on CPU, 1024 on GPU)")
+    parser.add_argument("--epochs", type=int, default=2, help="--gpu: epochs per model")
+    parser.add_argument("--sequential", type=int, default=16, help="models timed one by one")
+    parser.add_argument("--processes", type=int, default=8, help="models timed one per process")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    args.models = args.models or (1024 if args.gpu else 128)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("nnmanifold").setLevel(logging.WARNING)
+    print(json.dumps(gpu(args) if args.gpu else cpu(args)))
+
+
+if __name__ == "__main__":
+    main()
