@@ -285,3 +285,14 @@ def test_figures_leave_global_style_alone(zoo: tuple[pd.DataFrame, np.ndarray]) 
     before = dict(mpl.rcParams)
     plots.map_by(zoo[0], "test_accuracy")
     assert dict(mpl.rcParams) == before
+
+
+def test_heatmap_of_a_large_zoo_shows_a_labelled_subsample(monkeypatch) -> None:
+    monkeypatch.setattr(plots, "MAX_HEATMAP_NETWORKS", 30)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    D = np.linalg.norm(X[:, None] - X[None], axis=2)
+    fig = plots.distance_heatmap(D, [f"m{i}" for i in range(80)], rng.random(80))
+    heat = fig.axes[0]
+    assert heat.images[0].get_array().shape == (30, 30)
+    assert "random 30 of N = 80" in heat.get_xlabel()

@@ -60,6 +60,22 @@ def _validate(a: argparse.Namespace) -> None:
     print(yaml.safe_dump(load_config(a.config), sort_keys=False))
 
 
+def _clean(a: argparse.Namespace) -> None:
+    from nnmanifold import plan, zoo
+    from nnmanifold.config import load_config
+
+    config = load_config(a.config)
+    stale = plan.stale_models(
+        Layout(config["results"]), [s["model_id"] for s in zoo.expand(config)]
+    )
+    for path in stale:
+        print(path)
+    if a.remove:
+        plan.remove(stale)
+    verb = "removed" if a.remove else "no longer in the zoo (--remove deletes them)"
+    log.info("%d model folders %s", len(stale), verb)
+
+
 def _train(a: argparse.Namespace) -> None:
     steps.train(
         Layout(a.results),
@@ -77,6 +93,15 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
         "Check a config file against the schema and print it with defaults filled in.",
         {"config": {"type": Path, "help": "YAML config file"}},
         _validate,
+    ),
+    "clean": (
+        "List the model folders of a results folder whose model is no longer in the config's zoo;"
+        " --remove deletes them.",
+        {
+            "config": {"type": Path, "help": "YAML config file (its results folder is cleaned)"},
+            "--remove": {"action": "store_true", "help": "delete them"},
+        },
+        _clean,
     ),
     "zoo": (
         steps.zoo.__doc__,

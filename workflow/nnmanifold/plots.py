@@ -45,6 +45,8 @@ DPI = 200
 MAX_LEVELS = 8
 #: Heatmaps name each network on the axis only up to this many networks (labels stay >= 7 pt).
 MAX_TICK_LABELS = 24
+#: Networks drawn in a distance heatmap; larger zoos show a seeded random subsample (labelled).
+MAX_HEATMAP_NETWORKS = 1000
 SIGNIFICANCE = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
 
 _CONTINUOUS = frozenset({ACCURACY, *FEATURE_NAMES})
@@ -518,6 +520,10 @@ def _draw_heatmap(
             f"D is {D.shape}, with {ids.size} model ids and {accuracy.size} accuracies; "
             "they must describe the same networks in the same order"
         )
+    n_total = ids.size
+    if n_total > MAX_HEATMAP_NETWORKS:  # a readable, fast heatmap: a seeded random subsample
+        keep = np.sort(np.random.default_rng(0).choice(n_total, MAX_HEATMAP_NETWORKS, False))
+        D, ids, accuracy = D[np.ix_(keep, keep)], ids[keep], accuracy[keep]
     order = cluster_order(D)
     heat = fig.add_subplot(spec)
     strip = heat.inset_axes((0, 1.015, 1, 0.06), sharex=heat)
@@ -533,7 +539,8 @@ def _draw_heatmap(
     strip.set_axis_off()
     heat.set_xticks([])
     heat.set_yticks(range(ids.size), ids[order].astype(str) if ids.size <= MAX_TICK_LABELS else [])
-    heat.set_xlabel(f"networks, clustered order (N = {ids.size})")
+    shown = f"N = {n_total}" if ids.size == n_total else f"random {ids.size} of N = {n_total}"
+    heat.set_xlabel(f"networks, clustered order ({shown})")
     heat.spines[:].set_visible(False)
     heat.tick_params(length=0)
     acc_bar = fig.colorbar(

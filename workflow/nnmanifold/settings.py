@@ -131,6 +131,7 @@ class SensitivitySettings(Section):
     sigmas: tuple
     normalizations: tuple
     ts: tuple
+    max_models: int
     RUN: ClassVar[tuple[str, ...]] = ("in_default_run",)
 
     @classmethod
@@ -142,7 +143,7 @@ class SensitivitySettings(Section):
         return cls.of({**json.loads(identity), **run})
 
     def identity(self) -> dict[str, Any]:
-        return {k: list(v) for k, v in super().identity().items()}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in super().identity().items()}
 
 
 @dataclass(frozen=True)

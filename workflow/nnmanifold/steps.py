@@ -233,6 +233,9 @@ def sensitivity(
     probe = storage.read_probe(layout.probe)
     table = storage.read_manifests([layout.train_manifest(b) for b in batches])
     ok = table[table["status"] == "ok"]
+    if len(ok) > settings.max_models:
+        log.info("sweeping a random %d of %d networks", settings.max_models, len(ok))
+        ok = ok.sample(settings.max_models, random_state=stats_settings.seed).sort_index()
     files = [layout.activations(m) for m in ok["model_id"]]
     penultimate = [storage.read_activations(f, None, probe["hash"]) for f in files]
     representations = {"penultimate": [X for X, _ in penultimate]}
@@ -249,7 +252,7 @@ def sensitivity(
         seed=stats_settings.seed,
         progress=True,
     )
-    storage.write_csv(layout.stats("sensitivity"), result)
+    storage.write_csv(layout.stats("sensitivity"), result.assign(n_models=len(ok)))
     plots.save(plots.sensitivity(result), layout.figure("sensitivity"))
 
 

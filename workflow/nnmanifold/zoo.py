@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nnmanifold.settings import DataSettings
+from nnmanifold.storage import content_hash
+
 #: Hyperparameters each architecture uses; the others are dropped from its spec (and its id).
 ARCH_KEYS = {
     "mlp": ("depth", "width", "activation", "dropout"),
@@ -27,17 +30,7 @@ COLUMNS = ("model_id", "dataset", *HYPERPARAMETERS, "seed", "spec")
 
 def model_id(spec: dict[str, Any]) -> str:
     """A short stable hash of the canonical JSON of a model spec."""
-    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def data_identity(data: dict[str, Any]) -> dict[str, Any]:
-    """The part of the data config that changes what a model is trained on."""
-    keys = ("name", "test_fraction", "split_seed", "max_train")
-    identity = {k: data[k] for k in keys}
-    if data["name"] == "npz":
-        identity["npz_path"] = data["npz_path"]
-    return identity
+    return content_hash(spec, 12)
 
 
 def expand(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -89,7 +82,7 @@ def _canonical(hp: dict[str, Any], seed: int, config: dict[str, Any]) -> dict[st
         "arch": hp["arch"],
         **used,
         "seed": int(seed),
-        "data": data_identity(config["data"]),
+        "data": DataSettings.of(config["data"]).training_identity(),
         "code_version": config["code_version"],
     }
 

@@ -12,6 +12,7 @@ from nnmanifold import zoo as zoo_lib
 from nnmanifold.config import ConfigError, validate
 from nnmanifold.embedding import MIN_MODELS
 from nnmanifold.paths import FIGURES, Layout
+from nnmanifold import plan
 from nnmanifold.settings import Settings
 from nnmanifold.storage import canonical_json, missing_files
 
@@ -84,6 +85,7 @@ def warn_missing(manifests):
             )
 
 
+logger.info(plan.plan_line(list(SPECS.values()), P, S.data))
 if len(SPECS) < MIN_MODELS:
     logger.warning(
         f"the zoo has {len(SPECS)} models: training runs, but the map needs at least {MIN_MODELS}"
@@ -126,6 +128,11 @@ def previous_outputs(*names):
         return [p for p in paths if p.exists()]
 
     return existing
+
+
+def zoo_resources(matrices, base_mb, minutes, pair_us):
+    """A zoo-level job's memory and runtime for this zoo (plan.zoo_resources)."""
+    return plan.zoo_resources(len(MODEL_IDS), matrices, base_mb, minutes, pair_us)
 
 
 def train_gpus():

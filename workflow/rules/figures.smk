@@ -17,6 +17,8 @@ rule figures:
         P.log("figures"),
     conda:
         "../../envs/analysis.yaml"
+    resources:
+        **zoo_resources(4, 4000, 20, 1),
     shell:
         step("figures") + " > {log:q} 2>&1"
 
@@ -34,5 +36,7 @@ rule interactive_map:
         P.log("interactive_map"),
     conda:
         "../../envs/analysis.yaml"
+    resources:
+        **zoo_resources(0, 2000, 10, 0),
     shell:
         step("map") + " > {log:q} 2>&1"

@@ -13,6 +13,10 @@ rule distances:
         P.log("distances"),
     conda:
         "../../envs/analysis.yaml"
+    resources:
+        **zoo_resources(
+            4, 1000 + S.geometry.memory_budget_mb, 10, S.data.n_probe**2 / 1e4
+        ),
     params:
         batches=list(BATCHES),
         geometry=S.geometry.identity_json(),
@@ -33,6 +37,8 @@ rule embedding:
         P.log("embedding"),
     conda:
         "../../envs/analysis.yaml"
+    resources:
+        **zoo_resources(8, 2000, 10, 1),
     params:
         batches=list(BATCHES),
         embedding=S.embedding.identity_json(),
@@ -51,6 +57,8 @@ rule wasserstein:
     conda:
         "../../envs/analysis.yaml"
     threads: workflow.cores
+    resources:
+        **zoo_resources(2, 2000, 10, 100),
     params:
         batches=list(BATCHES),
     shell:
@@ -70,6 +78,8 @@ rule wasserstein_embedding:
         P.log("wasserstein_embedding"),
     conda:
         "../../envs/analysis.yaml"
+    resources:
+        **zoo_resources(8, 2000, 10, 1),
     params:
         batches=list(BATCHES),
         embedding=S.embedding.identity_json(),

@@ -24,6 +24,8 @@ rule stats:
         P.log("stats"),
     conda:
         "../../envs/analysis.yaml"
+    resources:
+        **zoo_resources(6, 2000, 10, 20),
     params:
         stats=S.stats.identity_json(),
     shell:

@@ -1,0 +1,74 @@
+"""Planning estimates agree with the models as built; clean finds exactly the stale folders."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from nnmanifold import plan, zoo
+from nnmanifold.config import validate
+from nnmanifold.models import Classifier
+from nnmanifold.paths import Layout
+from nnmanifold.settings import DataSettings
+
+
+@pytest.mark.parametrize(
+    ("space", "data"),
+    [
+        ({"arch": ["mlp"], "depth": [3], "width": [17]}, "digits"),
+        ({"arch": ["mlp"], "depth": [1], "width": [8]}, "mnist1d"),
+        ({"arch": ["cnn"], "depth": [2], "channels": [5], "width": [9]}, "digits"),
+        ({"arch": ["cnn"], "depth": [3], "channels": [4], "width": [6]}, "cifar10"),
+    ],
+)
+def test_layer_widths_and_parameters_match_the_built_model(space, data):
+    config = validate({"data": {"name": data}, "zoo": {"seeds": [0], "space": space}})
+    spec = zoo.expand(config)[0]
+    shape, n_classes = plan.KNOWN_DATA[data]
+    model = Classifier(spec, shape, n_classes)
+    hidden = model.hidden(torch.zeros(2, *shape))
+    widths, params = plan._layers(spec, shape, n_classes)
+    assert widths == [h.shape[1] for h in hidden.values()]
+    assert params == sum(p.numel() for p in model.parameters())
+    ckpt, acts = plan.model_bytes(spec, shape, n_classes, n_probe=100)
+    assert acts == 100 * sum(widths) * 4 + plan._OVERHEAD
+    assert ckpt == params * 4 * 2 + plan._OVERHEAD  # sgd: weights and momentum
+
+
+def test_npz_shape_is_read_from_the_file_header(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=np.zeros((5, 6, 7), np.uint8), y_train=np.array([0, 1, 2, 3, 4]))
+    data = DataSettings.of(validate({"data": {"name": "npz", "npz_path": str(path)}})["data"])
+    assert plan.input_shape(data) == ((1, 6, 7), 5)
+
+
+def test_clean_lists_and_removes_only_folders_outside_the_zoo(tmp_path):
+    config = {"results": str(tmp_path / "res"), "zoo": {"seeds": [0, 1]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    ids = [s["model_id"] for s in zoo.expand(validate(config))]
+    layout = Layout(config["results"])
+    for mid in [*ids, "0123456789ab"]:
+        layout.metrics(mid).parent.mkdir(parents=True)
+        layout.metrics(mid).write_text("{}")
+    assert plan.stale_models(layout, ids) == [layout.model_dir("0123456789ab")]
+    assert plan.plan_line([], layout, DataSettings.of(validate({})["data"])).startswith("zoo of 0")
+
+    def clean(*flags):
+        cmd = [sys.executable, "-m", "nnmanifold", "clean", str(tmp_path / "c.yaml"), *flags]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True)
+
+    assert clean().stdout.split() == [str(layout.model_dir("0123456789ab"))]
+    assert layout.model_dir("0123456789ab").exists()  # listing deletes nothing
+    clean("--remove")
+    assert not layout.model_dir("0123456789ab").exists()
+    assert all(layout.metrics(m).exists() for m in ids)
+
+
+def test_zoo_level_resources_grow_with_the_zoo():
+    small, large = (plan.zoo_resources(n, 4, 1000, 10, 100) for n in (48, 10_000))
+    assert small == {"mem_mb": 1000, "runtime": 10}
+    assert large["mem_mb"] == 1000 + int(4 * 8 * 10_000**2 / 2**20)  # four 763 MB matrices
+    assert large["runtime"] == 10 + int(10_000**2 * 100 / 60e6)  # 1e8 pairs at 100 us
