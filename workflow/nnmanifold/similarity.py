@@ -6,10 +6,9 @@ representation first goes through the configured normalisation (:func:`diffusion
 so all distances see what the diffusion operator sees.
 
 - ``cka``: 1 - linear CKA of the column-centred representations. CKA is the cosine of the
-  centred Gram matrices K_i = X_i X_i^T, so all pairs are one Gram (GEMM) of flattened K_i
-  (their upper triangles, off-diagonal entries weighted by sqrt 2). When n(n+1)/2 > n w^2 (w:
-  the widest representation after rank reduction) the d x d cross products X_i^T X_j are
-  cheaper: CKA = ||X_i^T X_j||_F^2 / (||X_i^T X_i||_F ||X_j^T X_j||_F).
+  centred Gram matrices K_i = X_i X_i^T, so all pairs are one Gram (GEMM) of flattened K_i.
+  When n^2 > n w^2 (w: the widest representation without constant columns) the w x w cross
+  products are cheaper: CKA = ||X_i^T X_j||_F^2 / (||X_i^T X_i||_F ||X_j^T X_j||_F).
 - ``rsa``: 1 - Spearman correlation between the upper triangles of the two RDMs (Euclidean
   distances between probe points, by direct differences so that duplicate points tie exactly).
   Each upper triangle is ranked (ties averaged), centred and scaled to unit length, so all
@@ -21,8 +20,8 @@ so all distances see what the diffusion operator sees.
   than ``distances.RECOMPUTE_RATIO`` are recomputed as ||A Q - B||_F with the optimal Q, where
   the nuclear-norm identity cancels.
 
-Cost and cap. Procrustes needs one SVD of a w x w cross product per pair (w <= min(n, d) after
-an exact rank reduction): about N^2/2 * (2 n w^2 + ~20 w^3) flops, so 0.1-1 ms per pair at
+Cost and cap. Procrustes needs one SVD of a w x w cross product per pair (w <= min(n, d) once
+constant columns are dropped): about N^2/2 * (2 n w^2 + ~20 w^3) flops, so 0.1-1 ms per pair at
 w = 64 on two cores, minutes at N = 1000. Above ``max_networks`` (default
 :data:`PROCRUSTES_MAX_NETWORKS`) it is computed on a seeded random subset of that many networks;
 the result names the networks it covers. CKA and RSA are GEMMs and are never capped.
@@ -53,8 +52,6 @@ KINDS = ("cka", "rsa", "procrustes")
 #: Networks above which Procrustes runs on a random subset: 500 networks are 124,750 SVDs,
 #: about one to two minutes at width 64 on two cores (bench/similarity.py).
 PROCRUSTES_MAX_NETWORKS = 500
-#: Singular values below this fraction of the largest are dropped by the exact rank reduction.
-RANK_TOLERANCE = 1e-13
 
 _BYTES = 8
 
@@ -103,7 +100,7 @@ def distance_matrix(
     if kind == "rsa":
         D = 1.0 - _rank_gram(reps, normalization, memory_budget_bytes)
     else:
-        reduced = [_reduce_width(_centred(X, normalization)) for X in reps]
+        reduced = [_reduced(X, normalization) for X in reps]
         if kind == "procrustes":
             D = _procrustes(reduced, memory_budget_bytes)
         else:
@@ -128,20 +125,19 @@ def _check_reps(reps: Sequence[np.ndarray]) -> list[np.ndarray]:
     return arrays
 
 
-def _centred(X: np.ndarray, normalization: str) -> np.ndarray:
-    """Normalised, column-centred representation."""
-    Y = normalize(X, normalization)
-    return Y - Y.mean(axis=0)
+def _reduced(X: np.ndarray, normalization: str) -> np.ndarray:
+    """Normalised, column-centred representation without its constant columns (dead units).
 
-
-def _reduce_width(X: np.ndarray) -> np.ndarray:
-    """U S of the thin SVD, numerical rank only: same X X^T (so same CKA and Procrustes).
-
-    Dead units and widths above n_probe cost nothing afterwards.
+    Wider than n_probe, it is replaced by U S of its thin SVD (n_probe columns, same X X^T).
+    Neither step changes X X^T, so CKA and Procrustes are exactly the same, only cheaper.
     """
-    U, s, _ = np.linalg.svd(X, full_matrices=False)
-    rank = int(np.count_nonzero(s > RANK_TOLERANCE * s[0])) if s.size and s[0] > 0 else 0
-    return U[:, :rank] * s[:rank]
+    Y = normalize(X, normalization)
+    Y = Y[:, np.ptp(Y, axis=0) > 0]
+    Y -= Y.mean(axis=0)
+    if Y.shape[1] > Y.shape[0]:
+        U, s, _ = np.linalg.svd(Y, full_matrices=False)
+        Y = U * s
+    return Y
 
 
 def _constant(indices: Sequence[int]) -> None:
@@ -174,18 +170,17 @@ def _cka(reduced: list[np.ndarray], budget: int) -> np.ndarray:
     n = reduced[0].shape[0]
     width = max(X.shape[1] for X in reduced)
     _constant([i for i, X in enumerate(reduced) if X.shape[1] == 0])
-    if n * width * width < n * (n + 1) // 2:
+    if width * width < n:
         scaled = [X / np.sqrt(np.linalg.norm(X.T @ X)) if X.shape[1] else X for X in reduced]
         return _tile_blocks(scaled, budget, _squared_frobenius)
-    upper = np.triu_indices(n)
-    weight = np.where(upper[0] == upper[1], 1.0, np.sqrt(2.0))
 
     def gram(X: np.ndarray) -> np.ndarray:
-        g = (X @ X.T)[upper] * weight
+        # The whole K, not its triangle: gathering a triangle costs more than the longer GEMM.
+        g = (X @ X.T).ravel()
         norm = np.linalg.norm(g)
         return g / norm if norm > 0 else g
 
-    return _row_gram(reduced, gram, upper[0].size, budget, transient=2 * n * n)
+    return _row_gram(reduced, gram, n * n, budget, transient=n * n)
 
 
 def _squared_frobenius(tiles: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
