@@ -166,6 +166,8 @@ def test_rejects_bad_input() -> None:
         distance_matrix([reps[0], np.full_like(reps[1], np.nan)], "rsa")
     with pytest.raises(ValueError, match="normalization"):
         distance_matrix(reps, "procrustes", "zscore")
+    with pytest.raises(ValueError, match="max_networks"):
+        distance_matrix(reps, "procrustes", max_networks=1)
 
 
 def test_agrees_with_rsatoolbox() -> None:

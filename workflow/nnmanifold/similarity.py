@@ -75,14 +75,17 @@ def distance_matrix(
 ) -> SimilarityResult:
     """Network-by-network distances of ``kind`` (cka, rsa, procrustes), computed in blocks.
 
-    ``memory_budget_bytes`` bounds the working memory beyond the inputs: two blocks of
-    per-network features (Gram or rank vectors, or padded representations), their pairwise
-    products and two N x N matrices. When every network's features fit in one block they are
-    computed once; a smaller budget recomputes a block's features each time it is paired.
+    ``memory_budget_bytes`` bounds the working memory beyond the inputs and one normalised
+    float64 copy of them: two blocks of per-network features (Gram or rank vectors, or padded
+    representations), their pairwise products and two N x N matrices. When every network's
+    features fit in one block they are computed once; a smaller budget recomputes a block's
+    features each time it is paired.
     ``max_networks`` and ``seed`` apply to Procrustes only (see the module docstring).
     """
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} is not one of {', '.join(KINDS)}")
+    if max_networks < 2:
+        raise ValueError(f"max_networks={max_networks} must be at least 2 (default 500)")
     reps = _check_reps(reps)
     networks = np.arange(len(reps))
     if kind == "procrustes" and len(reps) > max_networks:
