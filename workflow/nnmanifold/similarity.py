@@ -21,10 +21,11 @@ so all distances see what the diffusion operator sees.
   the nuclear-norm identity cancels.
 
 Cost and cap. Procrustes needs one SVD of a w x w cross product per pair (w <= min(n, d) once
-constant columns are dropped): about N^2/2 * (2 n w^2 + ~20 w^3) flops, so 0.1-1 ms per pair at
-w = 64 on two cores, minutes at N = 1000. Above ``max_networks`` (default
-:data:`PROCRUSTES_MAX_NETWORKS`) it is computed on a seeded random subset of that many networks;
-the result names the networks it covers. CKA and RSA are GEMMs and are never capped.
+constant columns are dropped): about N^2/2 * (2 n w^2 + ~20 w^3) flops. Measured at n = 200,
+w = 64 on two cores: 0.5 ms per pair (2 ms when the cores are shared), 4.4 min at N = 1000.
+Above ``max_networks`` (default :data:`PROCRUSTES_MAX_NETWORKS`) it is computed on a seeded
+random subset of that many networks; the result names the networks it covers. CKA and RSA
+are GEMMs (N = 1000 in 30-40 s on two shared cores) and are never capped.
 
 The ``median`` normalisation rescales a network's distances by one number, which none of these
 distances can see; it acts like ``none``. A constant representation (no variance after
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("cka", "rsa", "procrustes")
 #: Networks above which Procrustes runs on a random subset: 500 networks are 124,750 SVDs,
-#: about one to two minutes at width 64 on two cores (bench/similarity.py).
+#: about one minute at width 64 on two idle cores (bench/similarity.py).
 PROCRUSTES_MAX_NETWORKS = 500
 
 _BYTES = 8
