@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from nnmanifold import similarity, stats, storage
-from nnmanifold.distances import DEFAULT_MEMORY_BUDGET, read_distances
 from nnmanifold.features import FEATURE_NAMES
+from nnmanifold.paths import Layout
 from nnmanifold.zoo import HYPERPARAMETERS
 
 BASELINES = ("hyperparameters", "random distance")
@@ -31,7 +31,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="a finished results folder of the workflow")
     parser.add_argument(
-        "--memory-budget-mb", type=float, default=DEFAULT_MEMORY_BUDGET / 2**20, help="per kind"
+        "--memory-budget-mb", type=float, help="per kind (default: the run's geometry budget)"
     )
     parser.add_argument(
         "--procrustes-max-networks", type=int, default=similarity.PROCRUSTES_MAX_NETWORKS
@@ -59,21 +59,17 @@ def informativeness(
 def main() -> None:
     """Compute the baseline distances, print the comparison table and its JSON."""
     args = parse_args()
-    results = args.results
-    config = storage.read_json(results / "provenance.json")["config"]
-    D_diffusion, ids, attrs = read_distances(results / "geometry" / "distances.h5")
-    table = pd.read_csv(results / "geometry" / "embedding.csv").set_index("model_id").loc[ids]
-    probe = storage.read_probe(results / "probe.h5")
+    layout = Layout(args.results)
+    config = storage.read_json(layout.provenance)["config"]
+    D_diffusion, ids, attrs = storage.read_distances(layout.distances)
+    table = pd.read_csv(layout.embedding).set_index("model_id").loc[ids]
+    probe = storage.read_probe(layout.probe)
     layer = config["geometry"]["layer"]
-    reps = [
-        storage.read_activations(
-            storage.model_dir(results, m) / "activations.h5", layer, probe["hash"]
-        )[0]
-        for m in ids
-    ]
+    reps = [storage.read_activations(layout.activations(m), layer, probe["hash"])[0] for m in ids]
+    budget_mb = args.memory_budget_mb or config["geometry"]["memory_budget_mb"]
     normalization = attrs["normalization"]
     print(
-        f"{results}: {len(ids)} networks, {probe['dataset']}, n_probe={len(probe['labels'])}, "
+        f"{layout.root}: {len(ids)} networks, {probe['dataset']}, n_probe={len(probe['labels'])}, "
         f"layer {layer or 'penultimate'}, normalization {normalization}"
     )
     frames = [informativeness(D_diffusion, table, config["stats"]).assign(distance="diffusion")]
@@ -84,7 +80,7 @@ def main() -> None:
             reps,
             kind,
             normalization,
-            int(args.memory_budget_mb * 2**20),
+            int(budget_mb * 2**20),
             max_networks=args.procrustes_max_networks,
             seed=config["stats"]["seed"],
         )

@@ -20,6 +20,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--points", type=int, default=200, help="probe points n")
     parser.add_argument("--width", type=int, default=64, help="representation width")
     parser.add_argument("--threads", type=int, default=2, help="BLAS threads")
+    parser.add_argument("--budget-mb", type=float, default=1024.0, help="memory budget")
     parser.add_argument(
         "--small-budget-mb", type=float, default=64.0, help="second, blocking budget (CKA, RSA)"
     )
@@ -42,13 +43,16 @@ def main() -> None:
     for N in args.models:
         reps = [np.maximum(base + rng.normal(size=base.shape), 0) for _ in range(N)]
         for kind in KINDS:
-            budgets = [None] if kind == "procrustes" else [None, args.small_budget_mb]
+            budgets = [args.budget_mb]
+            if kind != "procrustes":
+                budgets.append(args.small_budget_mb)
             for budget_mb in budgets:
-                extra = {} if budget_mb is None else {"memory_budget_bytes": int(budget_mb * 2**20)}
                 start = time.perf_counter()
-                distance_matrix(reps, kind, "l2", max_networks=N, **extra)
+                distance_matrix(reps, kind, "l2", int(budget_mb * 2**20), max_networks=N)
                 seconds = time.perf_counter() - start
-                label = f"{kind}_N{N}_s" + ("" if budget_mb is None else f"_{budget_mb:g}MB")
+                label = f"{kind}_N{N}_s" + (
+                    "" if budget_mb == args.budget_mb else f"_{budget_mb:g}MB"
+                )
                 figures[label] = seconds
                 pairs = N * (N - 1) // 2
                 print(f"{label}: {seconds:.2f} s, {seconds / pairs * 1e6:.1f} us/pair", flush=True)

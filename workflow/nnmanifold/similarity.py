@@ -45,7 +45,7 @@ from scipy.spatial.distance import pdist
 from scipy.stats import rankdata
 
 from nnmanifold.diffusion import normalize
-from nnmanifold.distances import DEFAULT_MEMORY_BUDGET, RECOMPUTE_RATIO, _blocks
+from nnmanifold.distances import RECOMPUTE_RATIO, _blocks
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ class SimilarityResult:
 def distance_matrix(
     reps: Sequence[np.ndarray],
     kind: str,
-    normalization: str = "l2",
-    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    normalization: str,
+    memory_budget_bytes: int,
     *,
     max_networks: int = PROCRUSTES_MAX_NETWORKS,
     seed: int = 0,
