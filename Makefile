@@ -7,11 +7,16 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 PIP = $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: run test install install-test lint format clean
+.PHONY: run mnist1d test install install-test lint format clean
 
 run: $(VENV)/.installed
 	snakemake --cores $(CORES)
 	snakemake --report $(RESULTS)/report.html --report-metadata $(RESULTS)/report_metadata.yaml
+
+# The same zoo on MNIST-1D: the diffusion distance against CKA, RSA and Procrustes on a second data set.
+mnist1d: $(VENV)/.installed
+	snakemake --cores $(CORES) --configfile config/mnist1d.yaml
+	snakemake --configfile config/mnist1d.yaml --report $(RESULTS)/mnist1d/report.html --report-metadata $(RESULTS)/mnist1d/report_metadata.yaml
 
 test: $(VENV)/.installed-test
 	pytest

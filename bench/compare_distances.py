@@ -89,7 +89,7 @@ def main() -> None:
         frames.append(frame.assign(distance=kind))
     every = pd.concat(frames, ignore_index=True)
     columns = ["stratum", "n", "r2", "r2_p", "smoothness_energy", "smoothness_p"]
-    network = every[every["predictor"] == "network distance"]
+    network = every[every["predictor"] == "diffusion distance"]
     pd.set_option("display.width", 200)
     print("\nnetwork distance (R^2: LOO k-NN of test accuracy; energy: Dirichlet, 1 = chance)")
     print(network[["distance", *columns]].to_string(index=False, float_format="{:.3f}".format))

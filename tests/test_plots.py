@@ -73,7 +73,7 @@ def correlation_table(embedding: pd.DataFrame) -> pd.DataFrame:
 
 def informativeness_table() -> pd.DataFrame:
     """A table shaped like stats.map_informativeness for 3 baselines and 2 features."""
-    predictors = ["network distance", "hyperparameters", "random distance"]
+    predictors = ["diffusion distance", "hyperparameters", "random distance"]
     predictors += ["feature: silhouette", "feature: spectral_entropy"]
     strata = ["all", "top 50%", "top 25%"]
     rng = np.random.default_rng(1)
@@ -189,7 +189,7 @@ def test_distance_heatmap_shows_the_reordered_matrix(zoo: tuple[pd.DataFrame, np
     strip, acc_bar, dist_bar = heat.child_axes
     assert [acc_bar.get_ylabel(), dist_bar.get_ylabel()] == [
         "test accuracy (%)",
-        "network distance",
+        "diffusion distance",
     ]
     order = plots.cluster_order(D)
     np.testing.assert_array_equal(heat.images[0].get_array(), D[np.ix_(order, order)])
@@ -296,3 +296,18 @@ def test_heatmap_of_a_large_zoo_shows_a_labelled_subsample(monkeypatch) -> None:
     heat = fig.axes[0]
     assert heat.images[0].get_array().shape == (30, 30)
     assert "random 30 of N = 80" in heat.get_xlabel()
+
+
+def test_maps_side_by_side_draw_one_panel_per_distance(
+    zoo: tuple[pd.DataFrame, np.ndarray],
+) -> None:
+    table, _ = zoo
+    unplaced = table.copy()
+    unplaced.loc[unplaced.index[:3], ["phate_1", "phate_2"]] = np.nan
+    fig = plots.maps_side_by_side({"diffusion": table, "CKA": unplaced}, "test_accuracy")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == [
+        f"diffusion (N = {len(table)})",
+        f"CKA (N = {len(table) - 3})",
+    ]
+    assert len(panels[1].collections[0].get_offsets()) == len(table) - 3

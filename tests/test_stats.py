@@ -209,7 +209,7 @@ def test_map_informativeness_ranks_the_informative_distance_first() -> None:
         "k",
     ]
     predictors = [
-        "network distance",
+        "diffusion distance",
         "hyperparameters",
         "random distance",
         "feature: sep",
@@ -218,9 +218,9 @@ def test_map_informativeness_ranks_the_informative_distance_first() -> None:
     assert list(table["predictor"].unique()) == predictors
     assert len(table) == 3 * len(predictors)
     everyone = table[table["stratum"] == "all"].set_index("predictor")
-    assert everyone.loc["network distance", "r2"] > 0.9
+    assert everyone.loc["diffusion distance", "r2"] > 0.9
     assert everyone.loc["random distance", "r2"] < 0.2
-    assert everyone.loc["network distance", "smoothness_p"] < 0.05
+    assert everyone.loc["diffusion distance", "smoothness_p"] < 0.05
     assert everyone.loc["feature: noise", "n"] == 39
     assert stats.map_informativeness(D, acc, features, hyper, n_perm=99, seed=0).equals(table)
 

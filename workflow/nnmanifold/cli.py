@@ -17,6 +17,7 @@ from pathlib import Path
 from nnmanifold import UserError, steps
 from nnmanifold.paths import Layout
 from nnmanifold.settings import (
+    BaselineSettings,
     DataSettings,
     EmbeddingSettings,
     FeatureSettings,
@@ -41,6 +42,7 @@ _GEOMETRY = {
     "--memory-budget-mb": {"type": int, "default": 2048, "help": "memory for operator blocks"},
     "--device": {"default": "auto", "choices": ["auto", "cpu", "cuda"]},
 }
+_BASELINES = {"--baselines": {"nargs": "*", "default": [], "help": "baseline distances"}}
 _STATS = {"--stats": {"required": True, "help": "identity of the stats section (JSON)"}}
 
 
@@ -154,10 +156,27 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             **_RESULTS,
             **_BATCHES,
             "--embedding": {"required": True, "help": "the embedding section (JSON)"},
-            "--topology": {"action": "store_true", "help": "map the Wasserstein distance"},
+            "--distance": {"default": "diffusion", "help": "diffusion, wasserstein or a baseline"},
         },
         lambda a: steps.embed(
-            Layout(a.results), a.batches, EmbeddingSettings.parse(a.embedding), a.topology
+            Layout(a.results), a.batches, EmbeddingSettings.parse(a.embedding), a.distance
+        ),
+    ),
+    "baseline": (
+        steps.baseline.__doc__,
+        {
+            **_RESULTS,
+            **_BATCHES,
+            **_GEOMETRY,
+            "--kind": {"required": True, "choices": ["cka", "rsa", "procrustes"]},
+            "--baselines": {"required": True, "help": "identity of the baselines section (JSON)"},
+        },
+        lambda a: steps.baseline(
+            Layout(a.results),
+            a.batches,
+            a.kind,
+            _geometry(a),
+            BaselineSettings.parse(a.baselines),
         ),
     ),
     "wasserstein": (
@@ -167,8 +186,8 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
     ),
     "stats": (
         steps.stats.__doc__,
-        {**_RESULTS, **_STATS},
-        lambda a: steps.stats(Layout(a.results), StatsSettings.parse(a.stats)),
+        {**_RESULTS, **_STATS, **_BASELINES},
+        lambda a: steps.stats(Layout(a.results), StatsSettings.parse(a.stats), a.baselines),
     ),
     "sensitivity": (
         steps.sensitivity.__doc__,
@@ -192,8 +211,8 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
     ),
     "figures": (
         steps.figures.__doc__,
-        _RESULTS,
-        lambda a: steps.figures(Layout(a.results)),
+        {**_RESULTS, **_BASELINES},
+        lambda a: steps.figures(Layout(a.results), a.baselines),
     ),
 }
 

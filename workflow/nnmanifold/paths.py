@@ -26,6 +26,7 @@ FIGURES = {
     "persistence": "Features",
     "informativeness": "Informativeness",
     "map_topology": "Map",
+    "map_baselines": "Map",
 }
 #: Per-model files a training job writes, and those a features job writes.
 TRAIN_FILES = ("activations.h5", "metrics.json")
@@ -105,6 +106,17 @@ class Layout:
     @property
     def wasserstein_embedding(self) -> Path:
         return self.root / "geometry" / "wasserstein_embedding.csv"
+
+    def distances_of(self, name: str) -> Path:
+        """A network distance by name: ``diffusion``, ``wasserstein`` or a baseline (``cka``,
+        ``rsa``, ``procrustes``: ``geometry/<name>.h5``)."""
+        named = {"diffusion": self.distances, "wasserstein": self.wasserstein}
+        return named.get(name, self.root / "geometry" / f"{name}.h5")
+
+    def embedding_of(self, name: str) -> Path:
+        """The PHATE map of the distance ``name`` (see :meth:`distances_of`)."""
+        named = {"diffusion": self.embedding, "wasserstein": self.wasserstein_embedding}
+        return named.get(name, self.root / "geometry" / f"embedding_{name}.csv")
 
     # caches (never declared as outputs)
     @property

@@ -141,6 +141,19 @@ def map_by(embedding: pd.DataFrame, column: str, title: str | None = None) -> Fi
 
 
 @_styled
+def maps_side_by_side(maps: dict[str, pd.DataFrame], column: str) -> Figure:
+    """One PHATE map per distance (title: its name), side by side, each coloured by ``column``;
+    networks a map does not place (no coordinates) are left off it."""
+    fig = _figure(DOUBLE_COLUMN, 2.6)
+    for i, (name, table) in enumerate(maps.items()):
+        ax = fig.add_subplot(1, len(maps), i + 1)
+        placed = table.dropna(subset=list(PHATE_AXES))
+        _draw_map(ax, placed, column, key="below", size=12, axis_labels=False)
+        ax.set_title(f"{name} (N = {len(placed)})", fontsize=8)
+    return fig
+
+
+@_styled
 def map_facets(embedding: pd.DataFrame, hyperparameters: Sequence[str]) -> Figure:
     """One map per hyperparameter that varies in the zoo; absent or constant columns are skipped."""
     varying = [
@@ -547,7 +560,7 @@ def _draw_heatmap(
         acc_image, cax=heat.inset_axes((1.05, 0.58, 0.05, 0.495)), label=_label(ACCURACY)
     )
     acc_bar.formatter = _percent()
-    fig.colorbar(dist_image, cax=heat.inset_axes((1.05, 0, 0.05, 0.46)), label="network distance")
+    fig.colorbar(dist_image, cax=heat.inset_axes((1.05, 0, 0.05, 0.46)), label="diffusion distance")
     return heat, strip
 
 

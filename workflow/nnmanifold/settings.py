@@ -103,6 +103,19 @@ class GeometrySettings(Section):
 
 
 @dataclass(frozen=True)
+class BaselineSettings(Section):
+    distances: tuple
+    max_networks: int
+
+    @classmethod
+    def of(cls, section: Mapping[str, Any]) -> BaselineSettings:
+        return cls(tuple(section["distances"]), section["max_networks"])
+
+    def identity(self) -> dict[str, Any]:
+        return {"distances": list(self.distances), "max_networks": self.max_networks}
+
+
+@dataclass(frozen=True)
 class EmbeddingSettings(Section):
     n_components: int
     knn: int
@@ -156,6 +169,7 @@ class Settings:
     data: DataSettings
     train: TrainSettings
     geometry: GeometrySettings
+    baselines: BaselineSettings
     embedding: EmbeddingSettings
     features: FeatureSettings
     stats: StatsSettings
@@ -170,6 +184,7 @@ class Settings:
             data=DataSettings.of(config["data"]),
             train=TrainSettings.of(config["train"]),
             geometry=GeometrySettings.of(config["geometry"]),
+            baselines=BaselineSettings.of(config["baselines"]),
             embedding=EmbeddingSettings.of(config["embedding"]),
             features=FeatureSettings.of(config["features"]),
             stats=StatsSettings.of(config["stats"]),

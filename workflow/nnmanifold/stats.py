@@ -16,7 +16,7 @@ Conventions shared by every function:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -221,12 +221,14 @@ def map_informativeness(
     k: int = 5,
     n_perm: int = 999,
     seed: int = 0,
+    others: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """How well each distance predicts accuracy: the network map against its baselines, by stratum.
 
-    Predictors: "network distance" (D), "hyperparameters" (standardised), "random distance" and
-    "feature: <name>" (distance on that one feature; networks where it is NaN are left out). Every
-    predictor sees the same permutations. Rows in the order of D.
+    Predictors: "diffusion distance" (D), each of ``others`` (name -> (distance, boolean mask of
+    the networks of D it covers), e.g. CKA), "hyperparameters" (standardised), "random distance"
+    and "feature: <name>" (distance on that one feature; networks where it is NaN are left out).
+    Every predictor sees the same permutations. Rows in the order of D.
     """
     D, accuracy = _check_pair(D, accuracy)
     n = accuracy.size
@@ -237,7 +239,8 @@ def map_informativeness(
     perm_seed, random_seed = np.random.SeedSequence(seed).spawn(2)
     everyone = np.ones(n, dtype=bool)
     predictors = [
-        ("network distance", D, everyone),
+        ("diffusion distance", D, everyone),
+        *((name, dist, keep) for name, (dist, keep) in (others or {}).items()),
         ("hyperparameters", euclidean_distances_of(hyperparameters), everyone),
         ("random distance", random_distance(n, np.random.default_rng(random_seed)), everyone),
     ]
@@ -304,10 +307,32 @@ def headline(summary: pd.DataFrame, informativeness: pd.DataFrame) -> dict[str, 
         "near chance": int(r["near_chance"]),
         "median test accuracy": round(float(r["median_accuracy"]), 3),
         "best test accuracy": round(float(r["best_accuracy"]), 3),
-        "R² of accuracy from the map": round(float(r2["network distance"]), 3),
+        "R² of accuracy from the map": round(float(r2["diffusion distance"]), 3),
+        **{
+            f"... from the {name}": round(float(r2[name]), 3)
+            for name in r2.index
+            if name.endswith(" distance") and name not in ("diffusion distance", "random distance")
+        },
         "... from the hyperparameters": round(float(r2["hyperparameters"]), 3),
         "... from a random distance": round(float(r2["random distance"]), 3),
     }
+
+
+def distance_comparison(informativeness: pd.DataFrame, distances: list[str]) -> pd.DataFrame:
+    """Which network distance predicts accuracy best in each stratum: one row per stratum with
+    every distance's R² and p, the winner, and whether it beats the hyperparameters."""
+    table = informativeness.set_index(["predictor", "stratum"])
+    rows = []
+    for stratum in dict.fromkeys(informativeness["stratum"]):
+        r2 = {d: table.loc[(d, stratum), "r2"] for d in distances}
+        best = max(r2, key=lambda d: -np.inf if np.isnan(r2[d]) else r2[d])
+        row = {"stratum": stratum, "best distance": best}
+        for d in [*distances, "hyperparameters", "random distance"]:
+            row[f"{d} R²"] = table.loc[(d, stratum), "r2"]
+            row[f"{d} p"] = table.loc[(d, stratum), "r2_p"]
+        row["best beats hyperparameters"] = bool(r2[best] > row["hyperparameters R²"])
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def feature_correlations(

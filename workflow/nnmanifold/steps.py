@@ -12,11 +12,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from nnmanifold import UserError, storage
 from nnmanifold.paths import FEATURE_FILES, FIGURES, TRAIN_FILES, Layout
 from nnmanifold.settings import (
+    BaselineSettings,
     DataSettings,
     EmbeddingSettings,
     FeatureSettings,
@@ -28,6 +30,8 @@ from nnmanifold.zoo import HYPERPARAMETERS
 
 log = logging.getLogger("nnmanifold")
 
+#: How the baseline distances are named in the statistics.
+BASELINE_NAMES = {"cka": "CKA distance", "rsa": "RSA distance", "procrustes": "Procrustes distance"}
 #: What a job manifest records of each model, besides the files it wrote.
 MANIFEST_KEYS = ("model_id", "status", "reason", "test_accuracy")
 
@@ -159,16 +163,50 @@ def distances(layout: Layout, batches: Sequence[str], geometry: GeometrySettings
     storage.write_distances(layout.distances, result.distances, result.model_ids, attrs)
 
 
-def embed(
-    layout: Layout, batches: Sequence[str], settings: EmbeddingSettings, topology: bool = False
+def baseline(
+    layout: Layout,
+    batches: Sequence[str],
+    kind: str,
+    geometry: GeometrySettings,
+    settings: BaselineSettings,
 ) -> None:
-    """PHATE map of a network distance (diffusion, or H1 Wasserstein with ``topology``), joined
-    with accuracy, hyperparameters and features."""
+    """A standard representation-similarity distance (cka, rsa, procrustes) between the models
+    that trained ok, from the same representations and normalisation as the diffusion distance."""
+    from nnmanifold import similarity
+
+    probe = storage.read_probe(layout.probe)
+    ok = _ok_models(layout, batches, record_excluded=False)
+    reps = [
+        storage.read_activations(layout.activations(m), geometry.layer, probe["hash"])[0]
+        for m in ok
+    ]
+    result = similarity.distance_matrix(
+        reps,
+        kind,
+        geometry.normalization,
+        geometry.memory_budget_mb * 2**20,
+        max_networks=settings.max_networks,
+    )
+    ids = [ok[i] for i in result.networks]
+    attrs = {
+        "kind": kind,
+        "normalization": geometry.normalization,
+        "layer": geometry.layer_name,
+        "probe_hash": probe["hash"],
+        "networks_of_zoo": len(ok),
+    }
+    storage.write_distances(layout.distances_of(kind), result.distances, ids, attrs)
+
+
+def embed(
+    layout: Layout, batches: Sequence[str], settings: EmbeddingSettings, distance: str
+) -> None:
+    """PHATE map of a network distance (diffusion, wasserstein or a baseline), joined with
+    accuracy, hyperparameters and features."""
     from nnmanifold import embedding
 
-    source = layout.wasserstein if topology else layout.distances
-    out = layout.wasserstein_embedding if topology else layout.embedding
-    D, ids, _ = storage.read_distances(source)
+    out = layout.embedding_of(distance)
+    D, ids, _ = storage.read_distances(layout.distances_of(distance))
     coords = embedding.phate_embedding(
         D, settings.n_components, settings.knn, settings.decay, settings.seed
     )
@@ -189,7 +227,7 @@ def wasserstein(layout: Layout, batches: Sequence[str], threads: int = 1) -> Non
     storage.write_distances(layout.wasserstein, W, ok, {"diagram_dimension": 1})
 
 
-def stats(layout: Layout, settings: StatsSettings) -> None:
+def stats(layout: Layout, settings: StatsSettings, baselines: Sequence[str] = ()) -> None:
     """Relate features and the map to accuracy: zoo summary, correlations, informativeness."""
     from nnmanifold import stats as stats_lib
     from nnmanifold.features import FEATURE_NAMES
@@ -206,6 +244,12 @@ def stats(layout: Layout, settings: StatsSettings) -> None:
     corr = stats_lib.feature_correlations(feats, accuracy, settings.n_bootstrap, settings.seed)
     storage.write_csv(layout.stats("feature_correlations"), corr)
     hyper = table[[c for c in HYPERPARAMETERS if c in table]].dropna(axis=1, how="all")
+    others = {}
+    for kind in baselines:
+        D_k, ids_k, _ = storage.read_distances(layout.distances_of(kind))
+        keep = np.isin(ids, ids_k)
+        order = pd.Series(range(len(ids_k)), index=ids_k)[np.asarray(ids)[keep]].to_numpy()
+        others[BASELINE_NAMES[kind]] = (D_k[np.ix_(order, order)], keep)
     info = stats_lib.map_informativeness(
         D,
         accuracy,
@@ -214,8 +258,13 @@ def stats(layout: Layout, settings: StatsSettings) -> None:
         k=settings.knn,
         n_perm=settings.n_permutations,
         seed=settings.seed,
+        others=others,
     )
     storage.write_csv(layout.stats("map_informativeness"), info)
+    names = ["diffusion distance", *others]
+    storage.write_csv(
+        layout.stats("distance_comparison"), stats_lib.distance_comparison(info, names)
+    )
     log.info("map informativeness:\n%s", info.to_string(index=False))
     storage.write_yaml(layout.report_metadata, stats_lib.headline(summary, info))
 
@@ -256,7 +305,7 @@ def sensitivity(
     plots.save(plots.sensitivity(result), layout.figure("sensitivity"))
 
 
-def figures(layout: Layout) -> None:
+def figures(layout: Layout, baselines: Sequence[str] = ()) -> None:
     """Paper figures (PNG + PDF) of the map, the features and the statistics."""
     from nnmanifold import features as features_lib
     from nnmanifold import plots
@@ -283,6 +332,16 @@ def figures(layout: Layout) -> None:
             title="map of H1 Wasserstein distances",
         ),
         "summary": plots.summary(ok, D, ids, corr),
+        "map_baselines": plots.maps_side_by_side(
+            {
+                "diffusion distance": ok,
+                **{
+                    BASELINE_NAMES[k]: pd.read_csv(layout.embedding_of(k)).query("status == 'ok'")
+                    for k in baselines
+                },
+            },
+            "test_accuracy",
+        ),
     }
     assert set(drawn) == set(FIGURES), "paths.FIGURES lists the figures this step draws"
     for name, fig in drawn.items():
@@ -306,10 +365,12 @@ def _manifest_row(metrics: dict[str, Any], out, names: Sequence[str]) -> dict[st
     return {**{k: metrics[k] for k in MANIFEST_KEYS}, "files": [str(out / n) for n in names]}
 
 
-def _ok_models(layout: Layout, batches: Sequence[str]) -> list[str]:
+def _ok_models(layout: Layout, batches: Sequence[str], record_excluded: bool = True) -> list[str]:
     """Models that trained ok; the others are listed in ``geometry/excluded.csv``."""
     table = storage.read_manifests([layout.train_manifest(b) for b in batches])
     ok = table["status"] == "ok"
+    if not record_excluded:
+        return list(table.loc[ok, "model_id"])
     storage.write_csv(layout.excluded, table[~ok])
     if (~ok).any():
         log.warning("%d models excluded from the geometry (see %s)", (~ok).sum(), layout.excluded)

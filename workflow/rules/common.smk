@@ -93,14 +93,18 @@ if len(SPECS) < MIN_MODELS:
 
 
 wildcard_constraints:
+    kind="cka|rsa|procrustes",
     batch="[0-9a-f]{10}",
 
 
 def final_targets():
     targets = [
-        P.figure("summary"),
+        *(P.figure(name) for name in FIGURES),
         P.interactive_map,
-        P.stats("map_informativeness"),
+        *(
+            P.stats(name)
+            for name in ("zoo_summary", "map_informativeness", "distance_comparison")
+        ),
         P.report_metadata,
         P.provenance,
     ]

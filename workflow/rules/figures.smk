@@ -6,6 +6,7 @@ rule figures:
         informativeness=P.stats("map_informativeness"),
         topology_map=P.wasserstein_embedding,
         features=feature_manifests(),
+        baseline_maps=[P.embedding_of(k) for k in S.baselines.distances],
     output:
         **{
             name: report(
@@ -19,8 +20,10 @@ rule figures:
         "../../envs/analysis.yaml"
     resources:
         **zoo_resources(4, 4000, 20, 1),
+    params:
+        baselines=list(S.baselines.distances),
     shell:
-        step("figures") + " > {log:q} 2>&1"
+        step("figures") + " --baselines {params.baselines:q} > {log:q} 2>&1"
 
 
 rule interactive_map:

@@ -84,5 +84,50 @@ rule wasserstein_embedding:
         batches=list(BATCHES),
         embedding=S.embedding.identity_json(),
     shell:
-        step("embed") + " --topology --batches {params.batches:q}"
+        step("embed") + " --distance wasserstein --batches {params.batches:q}"
+        " --embedding {params.embedding:q} > {log:q} 2>&1"
+
+
+# Standard representation-similarity distances (baselines.distances), compared in the statistics.
+rule baseline:
+    input:
+        manifests=train_manifests(),
+        probe=P.probe,
+    output:
+        P.distances_of("{kind}"),
+    log:
+        P.log("baseline", "{kind}"),
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        **zoo_resources(4, 1000 + S.geometry.memory_budget_mb, 10, 500),
+    params:
+        batches=list(BATCHES),
+        geometry=S.geometry.identity_json(),
+        baselines=S.baselines.identity_json(),
+    shell:
+        step("baseline", GEOMETRY_RUN)
+        + " --kind {wildcards.kind} --batches {params.batches:q}"
+        " --geometry {params.geometry:q} --baselines {params.baselines:q} > {log:q} 2>&1"
+
+
+rule baseline_embedding:
+    input:
+        distances=P.distances_of("{kind}"),
+        zoo=P.zoo,
+        manifests=train_manifests(),
+        features=feature_manifests(),
+    output:
+        P.embedding_of("{kind}"),
+    log:
+        P.log("baseline_embedding", "{kind}"),
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        **zoo_resources(8, 2000, 10, 1),
+    params:
+        batches=list(BATCHES),
+        embedding=S.embedding.identity_json(),
+    shell:
+        step("embed") + " --distance {wildcards.kind} --batches {params.batches:q}"
         " --embedding {params.embedding:q} > {log:q} 2>&1"

@@ -3,6 +3,7 @@ rule stats:
         embedding=P.embedding,
         distances=P.distances,
         probe=P.probe,
+        baselines=[P.distances_of(k) for k in S.baselines.distances],
     output:
         summary=report(
             P.stats("zoo_summary"),
@@ -19,6 +20,11 @@ rule stats:
             caption="../report/map_informativeness.rst",
             category="Informativeness",
         ),
+        comparison=report(
+            P.stats("distance_comparison"),
+            caption="../report/distance_comparison.rst",
+            category="Informativeness",
+        ),
         landing_page=P.report_metadata,
     log:
         P.log("stats"),
@@ -28,5 +34,7 @@ rule stats:
         **zoo_resources(6, 2000, 10, 20),
     params:
         stats=S.stats.identity_json(),
+        baselines=list(S.baselines.distances),
     shell:
-        step("stats") + " --stats {params.stats:q} > {log:q} 2>&1"
+        step("stats") + " --stats {params.stats:q} --baselines {params.baselines:q}"
+        " > {log:q} 2>&1"
