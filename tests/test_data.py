@@ -6,6 +6,7 @@ import pytest
 
 from nnmanifold import data
 from nnmanifold.config import validate
+from nnmanifold.paths import Layout
 
 
 def _data(**section):
@@ -118,13 +119,13 @@ def _probe(tmp_path, npz, *archs):
 
     from nnmanifold import storage
 
-    out = tmp_path / f"probe-{len(list(tmp_path.glob('probe-*')))}.h5"
+    results = tmp_path / f"results-{len(list(tmp_path.glob('results-*')))}"
     section = {k: v for k, v in npz.items() if k not in ("data_dir", "download")}
     section["n_probe"] = 12
     cmd = [sys.executable, "-m", "nnmanifold", "probe", "--data", json.dumps(section)]
-    cmd += ["--archs", *archs, "--out", str(out)] if archs else ["--out", str(out)]
+    cmd += ["--results", str(results), "--archs", *archs] if archs else ["--results", str(results)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    return proc, (storage.read_probe(out) if proc.returncode == 0 else None)
+    return proc, (storage.read_probe(Layout(results).probe) if proc.returncode == 0 else None)
 
 
 def test_uint8_images_are_scaled_like_torchvision(tmp_path):

@@ -144,8 +144,9 @@ def test_sigma_from_the_command_line_reruns_geometry_not_training(mapped_zoo):
         "wasserstein_embedding": 1,
         "stats": 1,
         "figures": 1,
+        "interactive_map": 1,
         "provenance": 1,
-    }
+    }  # no train, probe or zoo; no CKA/RSA/Procrustes either (they do not depend on sigma)
 
 
 def test_two_clean_runs_give_identical_geometry(mapped_zoo, tmp_path):

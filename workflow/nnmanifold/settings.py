@@ -96,6 +96,10 @@ class GeometrySettings(Section):
     def operator(self) -> OperatorSettings:
         return OperatorSettings(self.sigma, self.normalization, self.t)
 
+    def representation_identity(self) -> dict[str, Any]:
+        """What the representations compared depend on (not the kernel): layer, normalisation."""
+        return {"layer": self.layer, "normalization": self.normalization}
+
     @property
     def layer_name(self) -> str:
         """The layer as recorded with operators: its name, or "penultimate"."""

@@ -103,12 +103,12 @@ rule baseline:
         **zoo_resources(4, 1000 + S.geometry.memory_budget_mb, 10, 500),
     params:
         batches=list(BATCHES),
-        geometry=S.geometry.identity_json(),
+        representation=canonical_json(S.geometry.representation_identity()),
         baselines=S.baselines.identity_json(),
     shell:
-        step("baseline", GEOMETRY_RUN)
+        step("baseline", GEOMETRY_RUN, flags(geometry=S.geometry.identity_json()))
         + " --kind {wildcards.kind} --batches {params.batches:q}"
-        " --geometry {params.geometry:q} --baselines {params.baselines:q} > {log:q} 2>&1"
+        " --baselines {params.baselines:q} > {log:q} 2>&1"
 
 
 rule baseline_embedding:
