@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -184,6 +185,34 @@ def test_corrupted_activations_are_regenerated_on_rerun(mapped_zoo):
     assert [f.stat().st_mtime_ns for f in mate_files] == stamps
     with h5py.File(victim) as f:
         assert f.attrs["status"] == "ok"
+
+
+def test_bit_rot_with_an_old_mtime_is_found_by_verify_and_regenerated(mapped_zoo):
+    workdir, _ = mapped_zoo
+    results = workdir / "results"
+    manifest = sorted((results / "train").glob("*.json"))[0]
+    victim = Path(json.loads(manifest.read_text())[0]["files"][0]["path"])
+    victim = victim if victim.is_absolute() else workdir / victim
+    original = victim.read_bytes()
+    stamp = victim.stat()
+    rotten = bytearray(original)
+    rotten[len(rotten) // 2] ^= 0xFF  # one flipped byte: same size
+    victim.write_bytes(bytes(rotten))
+    os.utime(victim, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # restored from a backup
+    assert planned_jobs(snakemake(workdir, "-n").stdout) == {}  # sizes match: a plain run trusts it
+
+    batches = [p.stem for p in sorted((results / "train").glob("*.json"))]
+    cli = [sys.executable, "-m", "nnmanifold", "verify", "--results", "results", "--batches"]
+    report = subprocess.run(
+        [*cli, *batches, "--dry-run"], cwd=workdir, capture_output=True, text=True, check=True
+    )
+    assert victim.name in report.stdout and manifest.exists()  # a dry run changes nothing
+    subprocess.run([*cli, *batches], cwd=workdir, capture_output=True, text=True, check=True)
+    assert not victim.exists() and victim.with_name(victim.name + ".failed").exists()
+    assert not manifest.exists()
+    assert planned_jobs(snakemake(workdir, "-n").stdout)["train"] == 1
+    snakemake(workdir)
+    assert victim.read_bytes() == original  # regenerated exactly (training is deterministic)
 
 
 @pytest.mark.parametrize(

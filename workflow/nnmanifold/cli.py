@@ -78,6 +78,14 @@ def _clean(a: argparse.Namespace) -> None:
     log.info("%d model folders %s", len(stale), verb)
 
 
+def _verify(a: argparse.Namespace) -> None:
+    lines = steps.verify(Layout(a.results), a.batches, hashes=True, dry_run=a.dry_run)
+    for line in lines:
+        print(line)
+    done = "would be regenerated" if a.dry_run else "set aside; the next run regenerates them"
+    log.info("%d failed files%s", len(lines), f" ({done})" if lines else "")
+
+
 def _train(a: argparse.Namespace) -> None:
     steps.train(
         Layout(a.results),
@@ -104,6 +112,15 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             "--remove": {"action": "store_true", "help": "delete them"},
         },
         _clean,
+    ),
+    "verify": (
+        steps.verify.__doc__,
+        {
+            **_RESULTS,
+            **_BATCHES,
+            "--dry-run": {"action": "store_true", "help": "report only; change nothing"},
+        },
+        _verify,
     ),
     "zoo": (
         steps.zoo.__doc__,

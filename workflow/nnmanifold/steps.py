@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -121,7 +122,7 @@ def features(
         row = {"model_id": mid, "status": entry["status"]}
         if entry["status"] == "ok":
             row.update(_model_features(layout, mid, probe, geometry, settings))
-            row["files"] = [str(layout.model_dir(mid) / name) for name in FEATURE_FILES]
+            row["files"] = [storage.file_record(layout.model_dir(mid) / n) for n in FEATURE_FILES]
         rows.append(row)
     storage.write_json(layout.features_manifest(batch), rows)
 
@@ -361,8 +362,35 @@ def interactive_map(layout: Layout) -> None:
     interactive.write(layout.interactive_map, page)
 
 
-def _manifest_row(metrics: dict[str, Any], out, names: Sequence[str]) -> dict[str, Any]:
-    return {**{k: metrics[k] for k in MANIFEST_KEYS}, "files": [str(out / n) for n in names]}
+def verify(
+    layout: Layout, batches: Sequence[str], hashes: bool = True, dry_run: bool = False
+) -> list[str]:
+    """Check every per-model file the jobs' manifests list (size, and with ``hashes`` content).
+
+    A job with a failed file (deleted, truncated, corrupted) is marked to run again: its failed
+    files are set aside and its manifest removed, so the next run regenerates exactly those
+    (its other members are kept). Returns one line per failed file; ``dry_run`` changes nothing.
+    """
+    lines = []
+    manifests = [layout.train_manifest(b) for b in batches]
+    manifests += [layout.features_manifest(b) for b in batches]
+    for manifest in (m for m in manifests if m.exists()):
+        try:
+            failed = storage.failed_files(manifest, hashes)
+        except storage.CorruptFileError:
+            failed = [str(manifest)]
+        for path in failed:
+            lines.append(f"{path} (listed in {manifest}) fails its check")
+            if not dry_run and Path(path).exists():
+                storage.set_aside(path)
+        if failed and not dry_run:
+            manifest.unlink(missing_ok=True)
+    return lines
+
+
+def _manifest_row(metrics: dict[str, Any], out: Path, names: Sequence[str]) -> dict[str, Any]:
+    files = [storage.file_record(out / n) for n in names]
+    return {**{k: metrics[k] for k in MANIFEST_KEYS}, "files": files}
 
 
 def _ok_models(layout: Layout, batches: Sequence[str], record_excluded: bool = True) -> list[str]:

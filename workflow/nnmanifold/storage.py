@@ -92,11 +92,35 @@ def read_json(path: str | os.PathLike) -> Any:
         raise CorruptFileError(f"{path} is not valid JSON ({err}); delete it and rerun") from err
 
 
-def missing_files(manifest: str | os.PathLike) -> list[str]:
-    """Per-model files a job manifest lists that no longer exist (stat only: cheap at start-up)."""
-    return [
-        p for entry in read_json(manifest) for p in entry.get("files", []) if not os.path.exists(p)
-    ]
+def file_record(path: str | os.PathLike) -> dict[str, Any]:
+    """What a job manifest records of a file it wrote: path, size and content hash."""
+    return {"path": str(path), "size": os.path.getsize(path), "hash": file_hash(path)}
+
+
+def failed_files(manifest: str | os.PathLike, hashes: bool = False) -> list[str]:
+    """Files a job manifest lists that are missing or changed in size (stat only: cheap at
+    start-up) or, with ``hashes``, in content."""
+    failed = []
+    for entry in read_json(manifest):
+        for record in entry.get("files", []):
+            record = record if isinstance(record, dict) else {"path": record}
+            path = record["path"]
+            if not os.path.exists(path):
+                failed.append(path)
+            elif record.get("size", os.path.getsize(path)) != os.path.getsize(path) or (
+                hashes and record.get("hash", file_hash(path)) != file_hash(path)
+            ):
+                failed.append(path)
+    return failed
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Move a failed file out of the way (``<name>.failed``, kept for inspection) so that no
+    step reads it and the job that wrote it writes it again."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".failed")
+    os.replace(path, aside)
+    return aside
 
 
 def read_manifests(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:

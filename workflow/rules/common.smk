@@ -7,14 +7,14 @@ from snakemake.settings.types import DeploymentMethod
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")
 
-from nnmanifold import UserError
+from nnmanifold import steps
 from nnmanifold import zoo as zoo_lib
 from nnmanifold.config import ConfigError, validate
 from nnmanifold.embedding import MIN_MODELS
 from nnmanifold.paths import FIGURES, Layout
 from nnmanifold import plan
 from nnmanifold.settings import Settings
-from nnmanifold.storage import canonical_json, missing_files
+from nnmanifold.storage import canonical_json
 
 try:
     config.update(validate(config))
@@ -69,20 +69,12 @@ GEOMETRY_RUN = flags(
 )
 
 
-def warn_missing(manifests):
-    """Name per-model files that a finished job's manifest lists but that were deleted."""
-    for manifest in manifests:
-        if not os.path.exists(manifest):
-            continue
-        try:
-            missing = missing_files(manifest)
-        except UserError as err:
-            raise WorkflowError(str(err)) from None
-        if missing:
-            logger.warning(
-                f"{', '.join(missing)} listed in {manifest} no longer exist; to regenerate: "
-                f"snakemake --forcerun {manifest}"
-            )
+def check_manifests():
+    """A plain run checks the sizes of every per-model file the finished jobs list: a job whose
+    files were deleted or truncated runs again (``nnmanifold verify`` also checks contents).
+    """
+    for line in steps.verify(P, list(BATCHES), hashes=False, dry_run=workflow.dryrun):
+        logger.warning(line + ("" if workflow.dryrun else "; it will be regenerated"))
 
 
 logger.info(plan.plan_line(list(SPECS.values()), P, S.data))
@@ -153,4 +145,4 @@ def zoo_summary_line(path):
     return summary_line(pd.read_csv(path))
 
 
-warn_missing(train_manifests() + feature_manifests())
+check_manifests()

@@ -43,3 +43,16 @@ rule provenance:
         config=canonical_json(config),
     shell:
         step("provenance") + " --config {params.config:q} > {log:q} 2>&1"
+
+
+# `snakemake verify`: hash every per-model file the finished jobs list; a job with a failed file
+# (deleted, truncated, corrupted) is marked to run again (nnmanifold verify --help).
+rule verify:
+    log:
+        P.log("verify"),
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        batches=list(BATCHES),
+    shell:
+        step("verify") + " --batches {params.batches:q} 2>&1 | tee {log:q}"
