@@ -29,7 +29,7 @@ from nnmanifold.zoo import HYPERPARAMETERS
 log = logging.getLogger("nnmanifold")
 
 #: What a job manifest records of each model, besides the files it wrote.
-MANIFEST_KEYS = ("model_id", "status", "reason", "test_accuracy")
+MANIFEST_KEYS = ("model_id", "status", "reason", "test_accuracy", "val_accuracy")
 
 
 def zoo(layout: Layout, config: dict[str, Any]) -> None:
