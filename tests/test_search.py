@@ -156,3 +156,24 @@ def test_a_map_that_misplaces_trials_is_named():
     sampler = search.GuidedSampler(_space(), lambda trials: np.zeros((1, 2)), exploration=0)
     with pytest.raises(search.UserError, match="search map gave 1 coordinates"):
         _run(sampler, 6)
+
+
+def test_a_round_is_new_distinct_seeded_and_inside_the_space():
+    dists = {
+        "depth": IntDistribution(1, 3),
+        "optimizer": CategoricalDistribution(["sgd", "adam"]),
+        "width": IntDistribution(16, 32, log=True),
+    }
+    rng = np.random.default_rng(0)
+    trained = [search.uniform(dists, rng) for _ in range(30)]
+    coords = np.array([[c["depth"], math.log(c["width"])] for c in trained], float)
+    acc = np.array([c["depth"] / 3 for c in trained])
+    a = search.propose_round(coords, acc, trained, dists, 6, seed=7)
+    keys = {tuple(c[k] for k in dists) for c in trained}
+    assert len(a) == 6 and len({tuple(c[k] for k in dists) for c in a} | keys) == len(keys) + 6
+    for c in a:
+        assert all(d._contains(d.to_internal_repr(c[k])) for k, d in dists.items())
+    assert a == search.propose_round(coords, acc, trained, dists, 6, seed=7)
+    # the space holds 3 * 2 * 17 = 102 configurations: asking for more than remain is named
+    with pytest.raises(search.UserError, match="search.per_round"):
+        search.propose_round(coords, acc, trained, dists, 102, seed=7, max_draws=5)

@@ -177,6 +177,52 @@ def perturb(
     return out
 
 
+def propose_round(
+    coords: np.ndarray,
+    accuracy: np.ndarray,
+    configs: Sequence[Mapping[str, Any]],
+    distributions: Mapping[str, BaseDistribution],
+    per_round: int,
+    seed: int,
+    *,
+    exploration: float = 0.2,
+    max_draws: int = 100,
+) -> list[dict[str, Any]]:
+    """A round of ``per_round`` new configurations from a map of the trained ``configs``.
+
+    Each is a guided proposal, or with probability ``exploration`` a uniform draw; a proposal
+    identical (on the searched keys) to a trained configuration or an earlier proposal of the
+    round is replaced by a fresh draw, so no model is trained twice. Meant for the workflow's
+    search checkpoint: seeded, so a round is reproducible from the map it was drawn from.
+    """
+    rng = np.random.default_rng(seed)
+    keys = list(distributions)
+    seen = {_config_key(c, keys) for c in configs}
+    params = [{k: c[k] for k in keys} for c in configs]
+    round_: list[dict[str, Any]] = []
+    for _ in range(per_round * max_draws):
+        if len(round_) == per_round:
+            break
+        if rng.random() < exploration:
+            config = uniform(distributions, rng)
+        else:
+            config = propose(coords, accuracy, params, distributions, rng)
+        if (key := _config_key(config, keys)) not in seen:
+            seen.add(key)
+            round_.append(config)
+    if len(round_) < per_round:
+        raise UserError(
+            f"search found only {len(round_)} of search.per_round = {per_round} configurations "
+            f"not yet trained in {per_round * max_draws} draws; the space is nearly exhausted: "
+            "lower search.per_round or widen zoo.space"
+        )
+    return round_
+
+
+def _config_key(config: Mapping[str, Any], keys: Sequence[str]) -> tuple:
+    return tuple(config[k] for k in keys)
+
+
 class GuidedSampler(optuna.samplers.BaseSampler):
     """Proposes from the high-accuracy region of the map of completed trials (see module doc).
 
