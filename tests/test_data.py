@@ -21,6 +21,28 @@ def test_digits_split_is_stratified_and_seeded():
     assert len(a.y_test) == pytest.approx(0.3 * 1797, abs=1)
 
 
+def test_validation_is_held_out_of_training_seeded_and_stratified():
+    a = data.load_dataset(_data(validation_fraction=0.2))
+    b = data.load_dataset(_data(validation_fraction=0.2))
+    n_train = len(a.y_train) + len(a.y_val)
+    assert len(a.y_val) == round(0.2 * n_train)
+    np.testing.assert_array_equal(a.x_val, b.x_val)
+    # no validation point is a training point, and together they are the whole training split
+    rows = {r.tobytes() for r in a.x_train.reshape(len(a.x_train), -1)}
+    assert not rows & {r.tobytes() for r in a.x_val.reshape(len(a.x_val), -1)}
+    share = np.bincount(a.y_val, minlength=10) / np.bincount(a.y_train, minlength=10)
+    assert share.min() > 0.2 and share.max() < 0.3  # each class ~ 0.2 / 0.8 = 0.25
+
+
+def test_validation_split_reference():
+    y = np.repeat(np.arange(3), [10, 20, 30])
+    train, val = data.validation_split(y, 0.1, seed=0)
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(60))
+    assert np.array_equal(np.bincount(y[val]), [1, 2, 3])
+    with pytest.raises(data.DataError, match="validation_fraction"):
+        data.validation_split(np.array([0, 1]), 0.9, seed=0)
+
+
 def test_probe_is_class_balanced_and_hashed():
     ds = data.load_dataset(_data())
     idx = data.probe_indices(ds.y_test, 205, seed=0)
@@ -41,13 +63,13 @@ def test_probe_larger_than_test_split_is_refused():
 
 def test_mnist1d_is_generated_locally():
     ds = data.load_dataset(_data(name="mnist1d"))
-    assert ds.x_train.shape == (4000, 40) and ds.n_classes == 10
+    assert ds.x_train.shape == (3600, 40) and ds.x_val.shape == (400, 40) and ds.n_classes == 10
 
 
 def test_max_train_subsamples_stratified():
     ds = data.load_dataset(_data(max_train=100))
-    assert len(ds.y_train) == 100
-    assert np.bincount(ds.y_train).min() >= 8
+    assert len(ds.y_train) + len(ds.y_val) == 100
+    assert np.bincount(ds.y_train).min() >= 7
 
 
 def _write_idx(path, array):
@@ -67,7 +89,8 @@ def test_torchvision_sets_read_from_local_files(tmp_path, name, folder):
         _write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
         _write_idx(raw / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
     ds = data.load_dataset(_data(name=name, data_dir=str(tmp_path)))
-    assert ds.x_train.shape == (60, 1, 28, 28) and ds.x_test.shape == (20, 1, 28, 28)
+    assert ds.x_train.shape == (54, 1, 28, 28) and ds.x_val.shape == (6, 1, 28, 28)
+    assert ds.x_test.shape == (20, 1, 28, 28)
     assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
     assert list(ds.y_test[:3]) == [0, 1, 2]
 

@@ -24,13 +24,19 @@ class DataError(UserError, ValueError):
 
 @dataclass
 class Dataset:
-    """Train and test arrays (float32 inputs, int64 labels); images are (N, C, H, W)."""
+    """Train, test and validation arrays (float32 inputs, int64 labels); images are (N, C, H, W).
+
+    The validation split is held out of the training data by ``load_dataset``; a Dataset built
+    by hand has none (``x_val`` is None) and its models record no validation accuracy.
+    """
 
     name: str
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
@@ -57,7 +63,33 @@ def load_dataset(data: dict[str, Any]) -> Dataset:
     if data.get("max_train"):
         keep = _stratified_subset(ds.y_train, data["max_train"], data["split_seed"])
         ds.x_train, ds.y_train = ds.x_train[keep], ds.y_train[keep]
+    train, val = validation_split(ds.y_train, data["validation_fraction"], data["split_seed"])
+    ds.x_val, ds.y_val = ds.x_train[val], ds.y_train[val]
+    ds.x_train, ds.y_train = ds.x_train[train], ds.y_train[train]
     return ds
+
+
+def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, validation) indices of the training labels y: a seeded share held out.
+
+    Stratified by class when every class has at least two points, so each class is scored. The
+    same seed and labels give the same split, hence every model of a zoo is scored on the same
+    points.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n_val = max(1, round(fraction * len(y)))
+    if n_val >= len(y):
+        raise DataError(
+            f"data.validation_fraction {fraction} leaves no training points out of {len(y)}; "
+            "lower it"
+        )
+    counts = np.unique(y, return_counts=True)[1]
+    stratify = y if counts.min() >= 2 and n_val >= len(counts) else None
+    train, val = train_test_split(
+        np.arange(len(y)), test_size=n_val, random_state=seed, stratify=stratify
+    )
+    return np.sort(train), np.sort(val)
 
 
 def probe_indices(y_test: np.ndarray, n_probe: int, seed: int) -> np.ndarray:

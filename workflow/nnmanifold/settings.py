@@ -50,6 +50,7 @@ class DataSettings(Section):
     download: bool
     npz_path: str | None
     test_fraction: float
+    validation_fraction: float
     split_seed: int
     n_probe: int
     probe_seed: int
@@ -61,6 +62,7 @@ class DataSettings(Section):
         identity = {
             "name": self.name,
             "test_fraction": self.test_fraction,
+            "validation_fraction": self.validation_fraction,
             "split_seed": self.split_seed,
             "max_train": self.max_train,
         }

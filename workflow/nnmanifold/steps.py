@@ -34,7 +34,7 @@ log = logging.getLogger("nnmanifold")
 #: How the baseline distances are named in the statistics.
 BASELINE_NAMES = {"cka": "CKA distance", "rsa": "RSA distance", "procrustes": "Procrustes distance"}
 #: What a job manifest records of each model, besides the files it wrote.
-MANIFEST_KEYS = ("model_id", "status", "reason", "test_accuracy")
+MANIFEST_KEYS = ("model_id", "status", "reason", "test_accuracy", "val_accuracy")
 
 
 def zoo(layout: Layout, config: dict[str, Any]) -> None:

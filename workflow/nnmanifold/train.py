@@ -70,17 +70,18 @@ def train_model(
         layers = _hidden(model, probe["x"])
         if model.diverged or not all(np.isfinite(v).all() for v in layers.values()):
             metrics.update(status="diverged", reason="non-finite loss or activations")
-            metrics.update(test_accuracy=math.nan, test_loss=math.nan)
+            metrics.update(test_accuracy=math.nan, test_loss=math.nan, val_accuracy=math.nan)
         else:
             result = trainer.test(model, datamodule=data, verbose=False)[0]
             metrics.update(status="ok", test_accuracy=result["test_accuracy"])
             metrics["test_loss"] = result["test_loss"]
+            metrics["val_accuracy"] = _accuracy(model, dataset.x_val, dataset.y_val)
         metrics.update(epochs=spec["epochs"], epochs_completed=trainer.current_epoch)
         metrics.update(resumed=resumed, n_parameters=sum(p.numel() for p in model.parameters()))
     except Exception as err:  # noqa: BLE001 - one broken model must not stop the zoo
         log.error("model %s failed:\n%s", spec["model_id"], traceback.format_exc())
         metrics.update(status="failed", reason=f"{type(err).__name__}: {err}")
-        metrics.update(test_accuracy=math.nan, test_loss=math.nan)
+        metrics.update(test_accuracy=math.nan, test_loss=math.nan, val_accuracy=math.nan)
         layers = {}
     metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
     metrics["versions"] = storage.library_versions()
@@ -271,6 +272,7 @@ class MemberWriter(Checkpoint):
         y_test = torch.from_numpy(self.dataset.y_test)
         x_probe = torch.from_numpy(np.asarray(self.probe["x"], np.float32))
         loss, accuracy = module.evaluate(members, x_test, y_test)
+        val_accuracy = _group_accuracy(module, members, self.dataset)
         hidden = module.hidden(members, x_probe)
         diverged = module.diverged.tolist()
         share = (time.perf_counter() - self.started) / module.size
@@ -281,9 +283,10 @@ class MemberWriter(Checkpoint):
             metrics: dict[str, Any] = {"model_id": spec["model_id"], "spec": spec, "reason": None}
             if diverged[k] or not all(np.isfinite(v).all() for v in layers.values()):
                 metrics.update(status="diverged", reason="non-finite loss or activations")
-                metrics.update(test_accuracy=math.nan, test_loss=math.nan)
+                metrics.update(test_accuracy=math.nan, test_loss=math.nan, val_accuracy=math.nan)
             else:
                 metrics.update(status="ok", test_accuracy=accuracy[j], test_loss=loss[j])
+                metrics["val_accuracy"] = val_accuracy[j]
             metrics.update(epochs=spec["epochs"], epochs_completed=module.done[k])
             metrics.update(resumed=self.resumed[k], n_parameters=module.n_parameters)
             metrics.update(wall_seconds=round(share, 3), group_size=module.size)
@@ -343,3 +346,20 @@ def _group_budget(accelerator: str) -> int:
             units = {"K": 2**10, "M": 2**20, "G": 2**30}
             return int(text.rstrip("KMG")) * units.get(text[-1], 1) // 2
     return 16 * 2**20
+
+
+def _accuracy(model: Classifier, x: np.ndarray | None, y: np.ndarray | None) -> float:
+    """Accuracy of one model on (x, y), e.g. the validation split; NaN when there is none."""
+    if x is None or y is None or len(y) == 0:
+        return math.nan
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x).to(model.device))
+    return float((logits.argmax(1).cpu() == torch.from_numpy(y)).float().mean())
+
+
+def _group_accuracy(module: group.GroupClassifier, members: list[int], ds: Dataset) -> list[float]:
+    """Validation accuracy of some group members; NaN for each when the data set has none."""
+    if ds.x_val is None or ds.y_val is None or len(ds.y_val) == 0:
+        return [math.nan] * len(members)
+    return module.evaluate(members, torch.from_numpy(ds.x_val), torch.from_numpy(ds.y_val))[1]

@@ -1,0 +1,179 @@
+"""Guided search: the search space, the accuracy field, blending, and the Optuna sampler."""
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from nnmanifold import search, zoo
+from nnmanifold.config import validate
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = {
+    "arch": ["mlp", "cnn"],
+    "depth": [1, 2, 3],
+    "width": [16, 128],
+    "activation": ["relu", "tanh"],
+    "lr": {"low": 1e-4, "high": 1.0, "log": True},
+    "dropout": [0.0],
+    "epochs": [2, 10],
+}
+
+
+def test_search_space_of_a_zoo_config():
+    dists, fixed = search.search_space(SPACE)
+    assert fixed == {"dropout": 0.0}
+    assert dists["arch"] == CategoricalDistribution(["mlp", "cnn"])
+    assert dists["depth"] == IntDistribution(1, 3)
+    assert dists["width"] == IntDistribution(16, 128, log=True)
+    assert dists["lr"] == FloatDistribution(1e-4, 1.0, log=True)
+    assert dists["epochs"] == IntDistribution(2, 10)
+
+
+def test_smooth_accuracy_matches_a_loop():
+    rng = np.random.default_rng(0)
+    coords, acc = rng.normal(size=(7, 2)), rng.uniform(size=7)
+    expected = []
+    for i in range(7):
+        w = [math.exp(-np.sum((coords[i] - coords[j]) ** 2) / (2 * 0.7**2)) for j in range(7)]
+        expected.append(sum(wj * a for wj, a in zip(w, acc, strict=True)) / sum(w))
+    np.testing.assert_allclose(search.smooth_accuracy(coords, acc, 0.7), expected)
+
+
+def test_knn_bandwidth_matches_a_loop():
+    coords = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [7.0, 0.0]])
+    # 1st neighbours: 1, 1, 2, 4 -> median 1.5
+    assert search.knn_bandwidth(coords, 1) == 1.5
+
+
+def test_blend_interpolates_on_the_natural_scale_and_votes():
+    dists, _ = search.search_space(SPACE)
+    parents = [
+        {"arch": "mlp", "depth": 1, "width": 16, "activation": "relu", "lr": 1e-3, "epochs": 2},
+        {"arch": "mlp", "depth": 3, "width": 64, "activation": "tanh", "lr": 1e-1, "epochs": 10},
+        {"arch": "cnn", "depth": 2, "width": 64, "activation": "tanh", "lr": 1e-2, "epochs": 2},
+    ]
+    out = search.blend(parents, np.array([0.5, 0.25, 0.25]), dists, np.random.default_rng(0))
+    assert out["lr"] == pytest.approx(10 ** (0.5 * -3 + 0.25 * -1 + 0.25 * -2))  # geometric
+    assert out["width"] == round(math.exp(0.5 * math.log(16) + 0.5 * math.log(64)))  # 32
+    assert out["depth"] == round(0.5 * 1 + 0.25 * 3 + 0.25 * 2)
+    assert out["epochs"] == 4  # 0.75 * 2 + 0.25 * 10 = 4.0, linear
+    assert out["arch"] == "mlp"  # 0.75 of the vote
+    assert out["activation"] in ("relu", "tanh")  # a 0.5 / 0.5 tie
+
+
+def _peak(params):
+    """A known optimum at lr = 1e-2, width = 64, activation tanh (accuracy 1 there)."""
+    d = (math.log10(params["lr"]) + 2) ** 2 + (math.log2(params["width"]) - 6) ** 2
+    return math.exp(-d / 4) - 0.3 * (params["activation"] != "tanh")
+
+
+def _on_map(trials):
+    """A synthetic map: the (log) hyperparameters, activations apart (as representations are)."""
+    return np.array(
+        [
+            [
+                math.log10(t.params["lr"]),
+                math.log2(t.params["width"]),
+                t.params["activation"] == "tanh",
+            ]
+            for t in trials
+        ],
+        float,
+    )
+
+
+def _space():
+    space = {"lr": {"low": 1e-5, "high": 1.0, "log": True}, "width": [8, 512]}
+    return search.search_space({**space, "activation": ["relu", "tanh"]})[0]
+
+
+def _run(sampler, n=40):
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    dists = _space()
+    for _ in range(n):
+        trial = study.ask(dists)
+        study.tell(trial, _peak(trial.params))
+    return study
+
+
+def test_proposals_are_valid_configurations_inside_the_space():
+    dists, fixed = search.search_space(SPACE)
+    sampler = search.GuidedSampler(dists, _embed_any, min_trials=3, exploration=0.3, seed=1)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for i in range(15):
+        trial = study.ask(dists)
+        for key, dist in dists.items():
+            assert dist._contains(dist.to_internal_repr(trial.params[key])), (key, trial.params)
+        if isinstance(dists["depth"], IntDistribution):
+            assert isinstance(trial.params["depth"], int)
+        spec = zoo.expand(
+            validate(
+                {
+                    "zoo": {
+                        "seeds": [0],
+                        "space": {k: [v] for k, v in {**trial.params, **fixed}.items()},
+                    }
+                }
+            )
+        )[0]
+        assert spec["arch"] == trial.params["arch"]
+        study.tell(trial, float(i % 4))
+
+
+def _embed_any(trials):
+    return np.array([[t.params["depth"], math.log(t.params["lr"])] for t in trials])
+
+
+def test_guided_moves_toward_the_known_optimum():
+    """Late proposals lie nearer the optimum than random search's, on average over seeds."""
+
+    def late_distance(sampler):
+        late = _run(sampler).trials[-15:]
+        return np.mean([-math.log(max(_peak(t.params) + 0.3, 1e-9)) for t in late])
+
+    guided = [late_distance(search.GuidedSampler(_space(), _on_map, seed=s)) for s in range(4)]
+    random = [late_distance(optuna.samplers.RandomSampler(seed=s)) for s in range(4)]
+    assert np.mean(guided) < 0.5 * np.mean(random)
+    best = [
+        max(_peak(t.params) for t in _run(search.GuidedSampler(_space(), _on_map, seed=s)).trials)
+        for s in range(4)
+    ]
+    assert np.median(best) > 0.9  # the optimum is 1; random search reaches ~0.9 here
+
+
+def test_same_seed_same_proposals():
+    a = [t.params for t in _run(search.GuidedSampler(_space(), _on_map, seed=3), 20).trials]
+    b = [t.params for t in _run(search.GuidedSampler(_space(), _on_map, seed=3), 20).trials]
+    c = [t.params for t in _run(search.GuidedSampler(_space(), _on_map, seed=4), 20).trials]
+    assert a == b and a != c
+
+
+def test_a_map_that_misplaces_trials_is_named():
+    sampler = search.GuidedSampler(_space(), lambda trials: np.zeros((1, 2)), exploration=0)
+    with pytest.raises(search.UserError, match="search map gave 1 coordinates"):
+        _run(sampler, 6)
+
+
+def test_a_round_is_new_distinct_seeded_and_inside_the_space():
+    dists = {
+        "depth": IntDistribution(1, 3),
+        "optimizer": CategoricalDistribution(["sgd", "adam"]),
+        "width": IntDistribution(16, 32, log=True),
+    }
+    rng = np.random.default_rng(0)
+    trained = [search.uniform(dists, rng) for _ in range(30)]
+    coords = np.array([[c["depth"], math.log(c["width"])] for c in trained], float)
+    acc = np.array([c["depth"] / 3 for c in trained])
+    a = search.propose_round(coords, acc, trained, dists, 6, seed=7)
+    keys = {tuple(c[k] for k in dists) for c in trained}
+    assert len(a) == 6 and len({tuple(c[k] for k in dists) for c in a} | keys) == len(keys) + 6
+    for c in a:
+        assert all(d._contains(d.to_internal_repr(c[k])) for k, d in dists.items())
+    assert a == search.propose_round(coords, acc, trained, dists, 6, seed=7)
+    # the space holds 3 * 2 * 17 = 102 configurations: asking for more than remain is named
+    with pytest.raises(search.UserError, match="search.per_round"):
+        search.propose_round(coords, acc, trained, dists, 102, seed=7, max_draws=5)

@@ -1,0 +1,68 @@
+"""The table-mode search benchmark's pieces: snapping to the grid, the MDS stand-in, the table."""
+
+import importlib.util
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from nnmanifold import search
+
+_spec = importlib.util.spec_from_file_location(
+    "bench_search", Path(__file__).parents[1] / "bench" / "search.py"
+)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+GRID = [
+    {"lr": lr, "width": w, "optimizer": o}
+    for lr, w, o in itertools.product([1e-3, 1e-2, 1e-1], [16, 64], ["sgd", "adam"])
+]
+
+
+def test_snap_matches_a_loop_and_skips_taken_configurations():
+    dists = bench.grid_space(GRID)
+    assert dists["lr"].log and dists["width"].log
+    proposal = {"lr": 0.02, "width": 40, "optimizer": "adam"}
+
+    def cost(c):
+        lr = abs(math.log(c["lr"]) - math.log(0.02)) / math.log(100)
+        width = abs(math.log(c["width"]) - math.log(40)) / math.log(4)
+        return lr + width + (c["optimizer"] != "adam")
+
+    taken = np.zeros(len(GRID), bool)
+    for _ in range(len(GRID)):
+        costs = [math.inf if t else cost(c) for c, t in zip(GRID, taken, strict=True)]
+        i = bench.snap(proposal, GRID, taken, dists)
+        assert i == int(np.argmin(costs))
+        taken[i] = True
+
+
+def test_classical_mds_recovers_points_up_to_rotation():
+    x = np.random.default_rng(0).normal(size=(8, 2))
+    D = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    y = bench.classical_mds(D)
+    np.testing.assert_allclose(np.sqrt(((y[:, None] - y[None]) ** 2).sum(-1)), D, atol=1e-9)
+
+
+def test_run_search_counts_the_initial_zoo_and_never_repeats():
+    dists = bench.grid_space(GRID)
+    val = np.linspace(0, 1, len(GRID))
+    initial = np.array([0, 5])
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    order = bench.run_search(sampler, GRID, val, initial, 9, 4, dists)
+    assert order[:2] == [0, 5] and len(order) == 9 == len(set(order))
+    keys = list(dists)
+    guided = search.GuidedSampler(dists, bench.grid_map(GRID, 1 - np.eye(12), keys, "mds", 0))
+    assert len(set(bench.run_search(guided, GRID, val, initial, 12, 4, dists))) == 12
+
+
+def test_summary_of_known_curves():
+    best = np.array([[0.5, 0.9, 0.9], [0.5, 0.5, 0.6]])
+    row = bench.summarise(best, best, target=0.9)
+    assert row["final_best_val"][0] == pytest.approx(0.75)
+    assert row["auc_val"][0] == pytest.approx(np.mean([2.3 / 3, 1.6 / 3]), abs=1e-4)
+    assert row["reached_p95"] == "1/2" and row["to_p95"] == np.median([2, 4])
