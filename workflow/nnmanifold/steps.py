@@ -38,10 +38,11 @@ MANIFEST_KEYS = ("model_id", "status", "reason", "test_accuracy", "val_accuracy"
 
 
 def zoo(layout: Layout, config: dict[str, Any]) -> None:
-    """Expand the zoo spec of a validated config into the zoo table (one row per model)."""
+    """Expand the zoo spec of a config (the parts models depend on) into the zoo table."""
     from nnmanifold import zoo as zoo_lib
+    from nnmanifold.config import validate
 
-    specs = zoo_lib.expand(config)
+    specs = zoo_lib.expand(validate(config))
     storage.write_csv(layout.zoo, zoo_lib.table(specs))
     log.info("zoo of %d models written to %s", len(specs), layout.zoo)
 
