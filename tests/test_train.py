@@ -7,8 +7,9 @@ import textwrap
 
 import numpy as np
 import pytest
+import torch
 
-from nnmanifold import data, storage, train, zoo
+from nnmanifold import data, models, storage, train, zoo
 from nnmanifold.config import validate
 
 
@@ -143,7 +144,56 @@ def test_sigkill_mid_epoch_resumes_to_identical_metrics(digits, tmp_path):
     assert not (out / "activations.h5").exists()
     assert (out / "checkpoints" / "last.ckpt").is_file()  # epochs 0 and 1 were saved
 
-    resumed = train.train_model(spec, ds, probe, out, accelerator="cpu")
+    steps = []
+    step = models.Classifier.training_step
+
+    def counting_step(self, batch, i):
+        steps.append(self.current_epoch)
+        return step(self, batch, i)
+
+    models.Classifier.training_step = counting_step
+    try:
+        resumed = train.train_model(spec, ds, probe, out, accelerator="cpu")
+    finally:
+        models.Classifier.training_step = step
     assert resumed["resumed"] is True
+    # a resume, not a restart: only the epochs after the last checkpoint ran again
+    per_epoch = -(-len(ds.y_train) // spec["batch_size"])
+    assert sorted(set(steps)) == [2, 3] and len(steps) == 2 * per_epoch
     assert resumed["test_loss"] == whole["test_loss"]
     assert resumed["test_accuracy"] == whole["test_accuracy"]
+
+
+def test_checkpoint_restores_every_random_state(digits, tmp_path):
+    import random
+
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    saved = models.rng_states()
+    expected = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    torch.manual_seed(9)
+    np.random.seed(9)
+    random.seed(9)
+    path = tmp_path / "rng.pt"
+    torch.save({"nnmanifold": saved}, path)
+    models.restore_rng_states(torch.load(path, weights_only=True)["nnmanifold"])
+    again = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    assert torch.equal(expected[0], again[0])
+    np.testing.assert_array_equal(expected[1], again[1])
+    assert expected[2] == again[2]
+
+
+def test_truncated_checkpoint_is_set_aside_and_training_starts_afresh(digits, tmp_path, caplog):
+    ds, probe = digits
+    spec = _spec(lr=0.05, epochs=2)
+    whole = train.train_model(spec, ds, probe, tmp_path / "whole", accelerator="cpu")
+    last = tmp_path / "torn" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    data = (tmp_path / "whole" / "checkpoints" / "last.ckpt").read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    torn = train.train_model(spec, ds, probe, tmp_path / "torn", accelerator="cpu")
+    assert torn["status"] == "ok" and torn["resumed"] is False
+    assert torn["test_loss"] == whole["test_loss"]  # from scratch, deterministic
+    assert last.with_name("last.ckpt.failed").read_bytes() == data[: len(data) // 2]
+    assert "cannot be loaded" in caplog.text

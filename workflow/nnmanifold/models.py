@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -72,13 +74,41 @@ class Classifier(pl.LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["nnmanifold"] = {"diverged": self.diverged, "rng": torch.get_rng_state()}
+        checkpoint["nnmanifold"] = {"diverged": self.diverged, **rng_states()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("nnmanifold", {})
         self.diverged = bool(state.get("diverged", False))
-        if "rng" in state:
-            torch.set_rng_state(state["rng"])
+        restore_rng_states(state)
+
+
+def rng_states() -> dict[str, Any]:
+    """Every random state training may use (torch CPU and CUDA, NumPy, Python), in types a
+    ``weights_only`` load accepts: a resumed run draws what an uninterrupted one would."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    states = {
+        "rng": torch.get_rng_state(),
+        "numpy_rng": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos},
+        "numpy_gauss": [has_gauss, gauss],
+        "python_rng": list(random.getstate()[1]),
+    }
+    if torch.cuda.is_available():
+        states["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    """Restore what :func:`rng_states` saved (keys a checkpoint lacks are left alone)."""
+    if "rng" in states:
+        torch.set_rng_state(states["rng"])
+    if "numpy_rng" in states:
+        keys = states["numpy_rng"]["keys"].numpy().astype(np.uint32)
+        has_gauss, gauss = states["numpy_gauss"]
+        np.random.set_state(("MT19937", keys, states["numpy_rng"]["pos"], has_gauss, gauss))
+    if "python_rng" in states:
+        random.setstate((3, tuple(states["python_rng"]), None))
+    if "cuda_rng" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda_rng"])
 
 
 def _blocks(spec: dict[str, Any], input_shape: tuple[int, ...]) -> dict[str, nn.Module]:

@@ -64,7 +64,7 @@ def train_model(
         model = Classifier(spec, dataset.input_shape, dataset.n_classes)
         data = ArrayDataModule(dataset, spec["batch_size"], spec["seed"])
         last = out_dir / "checkpoints" / "last.ckpt"
-        resumed = last.is_file()
+        resumed = _load_resume_point(last) is not None
         trainer = _trainer(spec, out_dir, accelerator)
         trainer.fit(model, datamodule=data, ckpt_path=last if resumed else None, weights_only=True)
         layers = _hidden(model, probe["x"])
@@ -325,12 +325,19 @@ class MemberWriter(Checkpoint):
 
 def _load_member(path: Path) -> dict[str, Any] | None:
     """A member checkpoint written by ``MemberWriter``, or None when absent or unreadable."""
+    return _load_resume_point(path)
+
+
+def _load_resume_point(path: Path) -> dict[str, Any] | None:
+    """A checkpoint's contents, or None when there is none. One that cannot be loaded (truncated,
+    corrupt) is set aside (``<name>.failed``) with a warning, and the model starts afresh."""
     if not path.is_file():
         return None
     try:
-        return torch.load(path, weights_only=True)
-    except Exception:  # noqa: BLE001 - a torn checkpoint means starting this model afresh
-        log.warning("%s is unreadable; the model starts afresh", path)
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint means starting afresh
+        aside = storage.set_aside(path)
+        log.warning("%s cannot be loaded (%s); set aside as %s, training afresh", path, err, aside)
         return None
 
 
