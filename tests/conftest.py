@@ -63,6 +63,21 @@ def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
     return jobs
 
 
+@pytest.fixture(scope="session")
+def mapped_zoo(tmp_path_factory):
+    """A finished tiny pipeline with one diverging model (5 models, 1 epoch), shared by the tests
+    that read a real run (each leaves it complete)."""
+    import json
+
+    workdir = tmp_path_factory.mktemp("zoo")
+    config = json.loads(json.dumps(TINY))
+    config["zoo"]["space"]["lr"] = [0.3, 0.1, 0.03, 0.01, 1.0e10]
+    config["train"]["models_per_job"] = 2
+    write_config(workdir, config)
+    (workdir / "run.log").write_text(snakemake(workdir).stderr)
+    return workdir, config
+
+
 @pytest.fixture
 def tiny(tmp_path: Path) -> tuple[Path, dict]:
     """A working directory holding a tiny config (2 MLPs, 1 epoch, 50 probe points)."""

@@ -100,20 +100,6 @@ def _read_tables(workdir):
     return D, ids, attrs, emb
 
 
-@pytest.fixture(scope="module")
-def mapped_zoo(tmp_path_factory):
-    """A finished tiny pipeline with one diverging model (5 models, 1 epoch)."""
-    from conftest import TINY
-
-    workdir = tmp_path_factory.mktemp("zoo")
-    config = json.loads(json.dumps(TINY))
-    config["zoo"]["space"]["lr"] = [0.3, 0.1, 0.03, 0.01, 1.0e10]
-    config["train"]["models_per_job"] = 2
-    write_config(workdir, config)
-    (workdir / "run.log").write_text(snakemake(workdir).stderr)
-    return workdir, config
-
-
 def test_diverged_model_is_excluded_with_its_reason(mapped_zoo):
     workdir, _ = mapped_zoo
     excluded = pd.read_csv(workdir / "results" / "geometry" / "excluded.csv")

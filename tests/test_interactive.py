@@ -338,3 +338,42 @@ def test_browser_selectors_recolour_and_switch_to_the_wasserstein_map(browser, t
     x = browser.execute_script("return document.getElementById('nnm-map').data[0].x")
     expected = topology.set_index("model_id").loc[ok["model_id"], "phate_1"]
     assert [None if np.isnan(v) else v for v in expected] == x
+
+
+@pytest.mark.browser
+def test_the_report_opens_on_the_run_and_the_workflow_map_holds_every_network(browser, mapped_zoo):
+    import yaml
+    from conftest import snakemake
+
+    workdir, _ = mapped_zoo
+    results = workdir / "results"
+    report = (
+        "--report",
+        "results/report.html",
+        "--report-metadata",
+        "results/report_metadata.yaml",
+    )
+    snakemake(workdir, *report)
+    browser.get((results / "report.html").as_uri())
+    text = ""
+    for _ in range(100):
+        text = browser.find_element("tag name", "body").text.lower()
+        if "networks" in text:
+            break
+        time.sleep(0.1)
+    # the landing page: what was run, the headline numbers, where to read next (not the job graph)
+    assert "trained a zoo of classifiers on digits" in text and "summary.png" in text
+    headline = yaml.safe_load((results / "report_metadata.yaml").read_text())
+    assert headline["networks"] == 5 and headline["diverged or failed"] == 1
+    for key, value in headline.items():
+        assert key.lower() in text and str(value) in text, key
+
+    # the workflow's own interactive map: one point per network that trained ok
+    _open(browser, results / "figures" / "map.html")
+    positions = browser.execute_script(
+        "return Array.from(document.getElementById('nnm-map')._fullLayout._plots.xy._scene"
+        ".markerOptions[0].positions)"
+    )
+    drawn = np.asarray(positions, dtype=float).reshape(-1, 2)
+    ok = pd.read_csv(results / "geometry" / "embedding.csv").query("status == 'ok'")
+    assert len(drawn[np.isfinite(drawn).all(axis=1)]) == len(ok) == 4
