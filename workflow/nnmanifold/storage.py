@@ -212,7 +212,10 @@ def write_activations(
         for name, values in layers.items():
             values = np.asarray(values, dtype=np.float32)
             chunks = (min(len(values), 256), values.shape[1])
-            group.create_dataset(name, data=values, chunks=chunks, compression="gzip", shuffle=True)
+            dataset = group.create_dataset(
+                name, data=values, chunks=chunks, compression="gzip", shuffle=True
+            )
+            dataset.attrs["digest"] = content_hash(np.ascontiguousarray(values).data)
         f.attrs["model_id"] = model_id
         f.attrs["probe_hash"] = probe_hash
         f.attrs["status"] = status
@@ -226,7 +229,9 @@ def read_activations(
 ) -> tuple[Any, dict[str, Any]]:
     """One layer's representations (default: penultimate) and the file's attributes.
 
-    Raises CorruptFileError for a truncated file or one made with a different probe set.
+    Raises CorruptFileError for a truncated file, a layer whose content no longer matches the
+    checksum written with it (bit rot, a bad copy or restore, whatever its modification time),
+    or one made with a different probe set.
     """
     import h5py
 
@@ -241,10 +246,17 @@ def read_activations(
                     "model has, or null for each model's penultimate layer"
                 )
             values = f["layers"][name][()]
+            digest = f["layers"][name].attrs.get("digest")
     except (OSError, KeyError) as err:
         raise CorruptFileError(
             f"{path} is not a readable activations file ({err}); delete it and rerun training"
         ) from err
+    if digest is not None and _attr(digest) != content_hash(np.ascontiguousarray(values).data):
+        raise CorruptFileError(
+            f"{path}: layer {name} does not match the checksum written with it (changed since "
+            "training: bit rot, or a bad copy or restore); retrain the model with snakemake "
+            "--forcerun on the train/<job>.json that lists it"
+        )
     if probe_hash is not None and attrs["probe_hash"] != probe_hash:
         raise CorruptFileError(
             f"{path} was recorded on probe set {attrs['probe_hash']}, not {probe_hash}; rerun"
