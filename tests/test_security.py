@@ -15,7 +15,7 @@ from conftest import TINY, snakemake, write_config
 from nnmanifold.config import ConfigError, load_schema, validate
 
 #: Shell metacharacters that would run `touch PWNED` if a value reached a shell unquoted.
-HOSTILE = "it's \"q\" $(touch PWNED) `touch PWNED`; touch PWNED & x"
+HOSTILE = 'it\'s "q" $(touch PWNED) `touch PWNED`; touch PWNED & x'
 #: Keys that name paths: any text but control characters is a valid (if odd) path.
 PATH_KEYS = {"results", "data.data_dir", "data.npz_path"}
 
@@ -51,8 +51,10 @@ def test_every_key_refuses_a_hostile_value_or_keeps_it_literally(value: str) -> 
     assert PATH_KEYS <= set(keys) and "geometry.layer" in keys
     for key in keys:
         config = _with({}, key, value)
-        literal = key in PATH_KEYS and not any(c in value for c in "\n\x00") and (
-            key != "results" or "{" not in value
+        literal = (
+            key in PATH_KEYS
+            and not any(c in value for c in "\n\x00")
+            and (key != "results" or "{" not in value)
         )
         if literal:
             filled = validate(config)
