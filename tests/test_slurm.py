@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slurm
 
 SLURM_SH = ROOT / ".ci" / "slurm.sh"
 CANNOT_INSTALL = 3  # slurm.sh's exit status when apt-get cannot install slurm-wlm and munge
+MIN_JOB_AGE = 3600  # seconds finished jobs must stay in squeue: far beyond a slow run
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -27,10 +28,19 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def _keeps_finished_jobs() -> bool:
+    """Whether the running cluster lists finished jobs long enough for a slow run (squeue is
+    this test's only record: there is no sacct)."""
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True)
+    age = re.search(r"MinJobAge\s*=\s*(\d+)", config.stdout)
+    return age is not None and int(age.group(1)) >= MIN_JOB_AGE
+
+
 @pytest.fixture(scope="session")
 def slurm() -> Iterator[None]:
     """A running local SLURM; stopped afterwards only if this fixture started it."""
-    if subprocess.run([SLURM_SH, "status"], capture_output=True).returncode == 0:
+    status = subprocess.run([SLURM_SH, "status"], capture_output=True)
+    if status.returncode == 0 and _keeps_finished_jobs():
         yield
         return
     if os.geteuid() != 0:
@@ -39,6 +49,7 @@ def slurm() -> Iterator[None]:
     if start.returncode == CANNOT_INSTALL:
         _unavailable(f"SLURM cannot be installed here: {start.stderr.strip()}")
     assert start.returncode == 0, f".ci/slurm.sh start failed:\n{start.stdout}{start.stderr}"
+    assert _keeps_finished_jobs(), "slurm.sh must set MinJobAge high: squeue is the only record"
     yield
     subprocess.run([SLURM_SH, "stop"], check=True, capture_output=True)
 
