@@ -81,3 +81,15 @@ def test_tiny_zoo_trains_and_reruns_only_what_changed(tiny):
     }
     assert ids == set(pd.read_csv(workdir / "results" / "zoo.csv")["model_id"])
     assert yaml.safe_load((workdir / "config.yaml").read_text())["zoo"]["space"]["lr"][0] == 0.5
+
+
+def test_a_layer_some_models_lack_stops_before_any_job(tiny):
+    workdir, config = tiny
+    config["zoo"]["space"]["depth"] = [1, 2]
+    config["geometry"] = {"layer": "fc2"}
+    write_config(workdir, config)
+    proc = snakemake(workdir, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "geometry.layer" in out and "mlp of depth 1 (layers fc1)" in out and "fc1" in out
+    assert not (workdir / "results").exists()
