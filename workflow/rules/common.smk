@@ -54,7 +54,7 @@ def flags(**values):
 # The rules run `python -m nnmanifold ...`: find the package from its source folder, and run the
 # Python that runs Snakemake (the project's venv) unless rules get conda environments.
 _prefix = (
-    f"export PYTHONPATH={quoted(workflow.basedir + '/workflow')}"
+    f"export PYTHONPATH={quoted(os.path.join(workflow.basedir, 'workflow'))}"
     "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
