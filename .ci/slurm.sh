@@ -9,6 +9,8 @@ CONF=$DIR/slurm.conf
 # (the jobstep plugin drops SLURM_* variables such as SLURM_CONF), so it links to our config.
 SYSTEM_CONF=/etc/slurm/slurm.conf
 DAEMONS=(munged slurmctld slurmd)
+# Seconds squeue keeps finished jobs (SLURM's default, 300, is shorter than a slow test run).
+MIN_JOB_AGE=65533
 
 usage() {
     cat >&2 <<EOF
@@ -16,7 +18,8 @@ usage: $0 start|stop|status
 
   start   install slurm-wlm and munge if missing, start munged, slurmctld and slurmd on localhost
           (one node with two pretend GPUs, partitions cpu (default) and gpu); does nothing if
-          already running. Then use snakemake --slurm-status-command squeue (no sacct here).
+          already running with this script's config (else restarts it). Then use snakemake
+          --slurm-status-command squeue (no sacct here; finished jobs stay listed $MIN_JOB_AGE s).
   stop    stop the daemons that start began and remove $DIR
   status  print whether the cluster is up, and sinfo
 
@@ -96,9 +99,9 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 # No slurmdbd, so sacct does not work: run snakemake with --slurm-status-command squeue, which
-# sees finished jobs for MinJobAge seconds.
+# sees finished jobs for MinJobAge seconds: long enough for a slow run and the test's checks.
 AccountingStorageType=accounting_storage/none
-MinJobAge=300
+MinJobAge=$MIN_JOB_AGE
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # Without it a job that asks for no memory takes the whole node.
@@ -119,7 +122,7 @@ EOF
 
 start() {
     ((EUID == 0)) || die "must run as root (it installs packages and starts daemons)"
-    if running; then
+    if running && grep -qx "MinJobAge=$MIN_JOB_AGE" "$CONF"; then
         echo "SLURM already running (state in $DIR)"
         return
     fi

@@ -56,9 +56,12 @@ def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
     jobs = {}
     for line in dry_run_stdout.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0].isidentifier():
-            if parts[0] in ("total", "all"):
-                continue
+        if (
+            len(parts) == 2
+            and parts[0].isidentifier()  # not a job's "jobid: 0" line
+            and parts[1].isdigit()
+            and parts[0] not in ("total", "all")
+        ):
             jobs[parts[0]] = int(parts[1])
     return jobs
 

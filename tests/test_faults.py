@@ -231,3 +231,57 @@ def test_bad_data_stops_before_training(tmp_path, change, message):
     assert proc.returncode != 0
     assert message in (tmp_path / "results" / "logs" / "probe.log").read_text()
     assert not (tmp_path / "results" / "models").exists()
+
+
+def _restored_from_backup(path, old_stamp) -> None:
+    """Give a file an old modification time, as rsync -a or a restore from backup does."""
+    os.utime(path, ns=(old_stamp, old_stamp))
+
+
+def _copy_of(mapped_zoo, tmp_path):
+    import shutil
+
+    from nnmanifold.config import validate
+    from nnmanifold.settings import Settings
+
+    workdir, config = mapped_zoo
+    shutil.copytree(workdir / "results", tmp_path / "results")
+    layout = Layout(tmp_path / "results")
+    settings = Settings.of(validate(config))
+    batch, entry = next(
+        (m.stem, row)
+        for m in sorted(layout.root.glob("train/*.json"))
+        for row in json.loads(m.read_text())
+        if row["status"] == "ok"
+    )
+    return layout, settings, batch, entry["model_id"]
+
+
+def test_a_changed_diagrams_file_with_an_old_mtime_is_recomputed(mapped_zoo, tmp_path):
+    from nnmanifold import steps
+
+    layout, settings, batch, mid = _copy_of(mapped_zoo, tmp_path)
+    good = storage.read_diagrams(layout.diagrams(mid))
+    stamp = layout.diagrams(mid).stat().st_mtime_ns
+    storage.write_diagrams(layout.diagrams(mid), [d + 1.0 for d in good])  # readable, wrong
+    _restored_from_backup(layout.diagrams(mid), stamp - 10**12)
+    steps.features(layout, batch, settings.geometry, settings.features)
+    for before, after in zip(good, storage.read_diagrams(layout.diagrams(mid)), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_changed_activations_with_an_old_mtime_are_never_read_as_valid(mapped_zoo, tmp_path):
+    from nnmanifold import steps
+
+    layout, settings, batch, mid = _copy_of(mapped_zoo, tmp_path)
+    path = layout.activations(mid)
+    stamp = path.stat().st_mtime_ns
+    with h5py.File(path, "r+") as f:  # one value changed, the file still reads
+        layer = f["layers"][f.attrs["penultimate"]]
+        layer[0, 0] = layer[0, 0] + 1.0
+    _restored_from_backup(path, stamp - 10**12)
+    batches = [m.stem for m in sorted(layout.root.glob("train/*.json"))]
+    with pytest.raises(storage.CorruptFileError, match=f"{mid}.*checksum.*--forcerun"):
+        steps.distances(layout, batches, settings.geometry)
+    with pytest.raises(storage.CorruptFileError, match=f"{mid}.*checksum"):
+        steps.features(layout, batch, settings.geometry, settings.features)

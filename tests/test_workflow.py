@@ -1,9 +1,14 @@
 """The real Snakemake workflow on tiny configs in temporary folders."""
 
+import copy
 import json
 
+import pandas as pd
 import yaml
 from conftest import planned_jobs, snakemake, write_config
+
+from nnmanifold import zoo
+from nnmanifold.config import validate
 
 
 def _jobs(dry_run_stdout: str, rule: str) -> int:
@@ -20,6 +25,17 @@ def test_bad_config_key_stops_before_any_job(tiny):
     assert not (workdir / "results").exists()
 
 
+def _jobs_of(config: dict) -> dict[str, set[str]]:
+    ids = [s["model_id"] for s in zoo.expand(validate(config))]
+    return {k: set(v) for k, v in zoo.batches(ids, config["train"]["models_per_job"]).items()}
+
+
+def _changed_jobs(before: dict, after: dict) -> set[str]:
+    """Training jobs whose members differ between two configs (new jobs included)."""
+    old, new = _jobs_of(before), _jobs_of(after)
+    return {k for k in new if old.get(k) != new[k]}
+
+
 def test_tiny_zoo_trains_and_reruns_only_what_changed(tiny):
     workdir, config = tiny
     config["train"]["models_per_job"] = 2
@@ -27,8 +43,8 @@ def test_tiny_zoo_trains_and_reruns_only_what_changed(tiny):
     write_config(workdir, config)
     snakemake(workdir, "trained")
 
-    zoo = (workdir / "results" / "zoo.csv").read_text().splitlines()
-    assert len(zoo) == 4  # header + 3 models
+    zoo_csv = (workdir / "results" / "zoo.csv").read_text().splitlines()
+    assert len(zoo_csv) == 4  # header + 3 models
     metrics = sorted((workdir / "results" / "models").glob("*/metrics.json"))
     assert len(metrics) == 3
     assert all(json.loads(m.read_text())["status"] == "ok" for m in metrics)
@@ -37,26 +53,43 @@ def test_tiny_zoo_trains_and_reruns_only_what_changed(tiny):
     nothing = snakemake(workdir, "trained", "-n")
     assert _jobs(nothing.stdout, "train") == 0
 
-    # change the third model only (it sits alone in the second job)
-    config["zoo"]["space"]["lr"] = [0.1, 0.03, 0.02]
+    # change the model that is alone in its job (its new id falls in the same bucket): one job
+    before = copy.deepcopy(config)
+    config["zoo"]["space"]["lr"] = [0.1, 0.03, 0.04]
     write_config(workdir, config)
+    plan = snakemake(workdir, "trained", "-n")
+    assert _jobs(plan.stdout, "train") == len(_changed_jobs(before, config)) == 1
+    snakemake(workdir, "trained")
+
+    # change a model that shares its job: that job reruns, its mate is left as it was
+    kept = next(p for p in metrics if json.loads(p.read_text())["spec"]["lr"] == 0.03)
+    stamps = [kept.stat().st_mtime_ns, (kept.parent / "activations.h5").stat().st_mtime_ns]
+    before = copy.deepcopy(config)
+    config["zoo"]["space"]["lr"] = [0.5, 0.03, 0.04]
+    write_config(workdir, config)
+    changed = _changed_jobs(before, config)
+    assert len(changed) == 1 and kept.parent.name in _jobs_of(config)[changed.pop()]
     plan = snakemake(workdir, "trained", "-n")
     assert _jobs(plan.stdout, "train") == 1
-
-    # change the first model: its job (shared with model 2) reruns, model 2 is left as it was
-    kept = next(p for p in metrics if json.loads(p.read_text())["spec"]["lr"] == 0.03)
-    before = [kept.stat().st_mtime_ns, (kept.parent / "activations.h5").stat().st_mtime_ns]
-    config["zoo"]["space"]["lr"] = [0.2, 0.03, 0.02]
-    write_config(workdir, config)
-    plan = snakemake(workdir, "trained", "-n")
-    assert _jobs(plan.stdout, "train") == 2
     snakemake(workdir, "trained")
     after = [kept.stat().st_mtime_ns, (kept.parent / "activations.h5").stat().st_mtime_ns]
-    assert after == before  # not retrained, not even rewritten
+    assert after == stamps  # not retrained, not even rewritten
     ids = {
         m["model_id"]
         for j in (workdir / "results" / "train").glob("*.json")
         for m in json.loads(j.read_text())
     }
-    assert len(ids) == 5 and kept.parent.name in ids
-    assert yaml.safe_load((workdir / "config.yaml").read_text())["zoo"]["space"]["lr"][0] == 0.2
+    assert ids == set(pd.read_csv(workdir / "results" / "zoo.csv")["model_id"])
+    assert yaml.safe_load((workdir / "config.yaml").read_text())["zoo"]["space"]["lr"][0] == 0.5
+
+
+def test_a_layer_some_models_lack_stops_before_any_job(tiny):
+    workdir, config = tiny
+    config["zoo"]["space"]["depth"] = [1, 2]
+    config["geometry"] = {"layer": "fc2"}
+    write_config(workdir, config)
+    proc = snakemake(workdir, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "geometry.layer" in out and "mlp of depth 1 (layers fc1)" in out and "fc1" in out
+    assert not (workdir / "results").exists()

@@ -1,8 +1,11 @@
 import json
+import re
 
+import numpy as np
 import pandas as pd
+import pytest
 
-from nnmanifold import zoo
+from nnmanifold import UserError, zoo
 from nnmanifold.config import validate
 
 
@@ -65,9 +68,85 @@ def test_table_has_one_row_per_model_with_its_spec(tmp_path):
     assert json.loads(back["spec"][1])["seed"] == specs[1]["seed"]
 
 
-def test_batches_keep_names_when_other_batches_change():
-    ids = [f"m{i}" for i in range(7)]
-    before = zoo.batches(ids, 3)
-    after = zoo.batches([*ids[:4], "changed", *ids[5:]], 3)
-    assert [len(v) for v in before.values()] == [3, 3, 1]
-    assert len(set(before) & set(after)) == 2  # only the batch holding the change is new
+def test_batches_are_id_prefixes_no_larger_than_the_limit():
+    ids = [s["model_id"] for s in zoo.expand(_config(seeds=list(range(40)), space={"lr": [0.1]}))]
+    jobs = zoo.batches(ids, 8)
+    assert sorted(m for members in jobs.values() for m in members) == sorted(ids)
+    for name, members in jobs.items():
+        assert re.fullmatch(zoo.BATCH_PATTERN, name)
+        assert 1 <= len(members) <= 8
+        assert all(_bits(m).startswith(name[1:]) for m in members)
+        # a bucket exists only because its parent held too many ids to be one job
+        parent = [m for m in ids if _bits(m).startswith(name[1:-1])]
+        assert name == "b" or len(parent) > 8
+    assert list(zoo.batches(list(reversed(ids)), 8)) == list(jobs)  # order does not matter
+
+
+def _bits(model_id: str) -> str:
+    """Slow reference: each hex digit as four bits."""
+    return "".join(format(int(c, 16), "04b") for c in model_id)
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    """Buckets whose name or membership differs between two assignments."""
+    a = {k: set(v) for k, v in before.items()}
+    b = {k: set(v) for k, v in after.items()}
+    return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+
+
+@pytest.mark.parametrize("n", [48, 300, 2_000, 10_000])
+def test_adding_or_removing_one_model_changes_only_its_bucket(n):
+    rng = np.random.default_rng(n)
+    limit = 8
+    sizes = []
+    for _ in range(10):
+        ids = [f"{v:012x}" for v in rng.integers(0, 2**48, size=n)]
+        before = zoo.batches(ids, limit)
+        sizes += [len(v) for v in before.values()]
+        new = f"{rng.integers(0, 2**48):012x}"
+        gone = ids[rng.integers(n)]
+        for after, moved in [
+            (zoo.batches([*ids, new], limit), new),
+            (zoo.batches([i for i in ids if i != gone], limit), gone),
+        ]:
+            changed = _changed(before, after)
+            holder = {k for k, v in {**before, **after}.items() if moved in v}
+            if changed == holder:
+                assert len(changed) == 1
+            else:  # a split or merge: the changes lie under one prefix holding <= limit + 1 ids
+                root = min(changed, key=len)[1:]
+                assert all(name[1:].startswith(root) for name in changed)
+                touched = {m for k in changed for m in [*before.get(k, []), *after.get(k, [])]}
+                assert len(touched) <= limit + 1
+                assert all(_bits(m).startswith(root) for m in touched)
+            assert all(len(v) <= limit for v in after.values())
+    mean = float(np.mean(sizes))
+    print(f"{n} models, limit {limit}: mean job size {mean:.2f}, {len(sizes) // 10} jobs")
+    assert mean > limit / 2  # not tiny on average (binary splits fill buckets to ~ln 2)
+
+
+def test_layer_names_match_the_built_models():
+    from nnmanifold.models import Classifier
+
+    base = {"width": 8, "channels": 4, "activation": "relu", "dropout": 0.0}
+    for arch, depth, shape in [
+        ("mlp", 1, (64,)),
+        ("mlp", 3, (64,)),
+        ("cnn", 1, (1, 8, 8)),
+        ("cnn", 4, (1, 8, 8)),
+        ("cnn", 2, (3, 1, 1)),
+    ]:
+        spec = {**base, "arch": arch, "depth": depth}
+        assert zoo.layer_names(spec) == Classifier(spec, shape, 10).layer_names
+
+
+def test_a_layer_some_architectures_lack_is_named_before_training():
+    specs = zoo.expand(_config(space={"arch": ["mlp", "cnn"], "depth": [1, 2]}))
+    zoo.check_layer(specs, None)
+    with pytest.raises(UserError, match=r"layer.: 6 of 8 .*'conv2'.*mlp of depth 1.*no layer is"):
+        zoo.check_layer(specs, "conv2")
+    mlps = zoo.expand(_config(space={"depth": [2, 3]}))
+    zoo.check_layer(mlps, "fc2")
+    fix = r"mlp of depth 2 \(layers fc1, fc2\).*one every model has \(fc1, fc2\), or to null"
+    with pytest.raises(UserError, match=fix):
+        zoo.check_layer(mlps, "fc3")

@@ -85,19 +85,22 @@ def _describe(error: jsonschema.ValidationError) -> str:
         deepest = max(error.context, key=lambda e: len(e.path), default=None)
         detail = f" ({deepest.message})" if deepest is not None else ""
         return f"- config key '{key}': {error.instance!r} is not an allowed value{detail}"
+    if error.validator in ("pattern", "not") and "pattern_hint" in error.schema:
+        return f"- config key '{key}': {error.instance!r} is not {error.schema['pattern_hint']}"
     return f"- config key '{key}': {error.message}"
 
 
 def _from_text(validator, value: str) -> Any:
     """A string where the schema wants another type, read as YAML: Snakemake hands nested
-    ``--config 'geometry={sigma: 0.7}'`` values over as text. Kept as text if that does not fit."""
+    ``--config 'geometry={sigma: 0.7}'`` values over as text. Kept as text if that does not fit,
+    or if it reads as other text (YAML folds newlines: a bad path must be named, not mended)."""
     if validator.is_valid(value):
         return value
     try:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError:
         return value
-    return parsed if validator.is_valid(parsed) else value
+    return parsed if validator.is_valid(parsed) and not isinstance(parsed, str) else value
 
 
 def _extend_with_default(validator_class: type) -> type:

@@ -8,12 +8,14 @@ Under SLURM (or whenever ``CUDA_VISIBLE_DEVICES`` is already set) the scheduler 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 _held: list[int] = []  # open lock file descriptors: a slot is held for the life of the process
 
 
@@ -26,7 +28,11 @@ def visible_gpu_count() -> int:
 
 
 def default_lock_dir() -> Path:
-    """Per-user folder of slot locks on this node; fixed, since each job may get its own TMPDIR."""
+    """Per-user folder of slot locks on this node, shared by every run whatever its results
+    folder; fixed, since each job may get its own TMPDIR. ``NNMANIFOLD_GPU_LOCK_DIR`` overrides
+    it (e.g. where /tmp is private to each job)."""
+    if override := os.environ.get("NNMANIFOLD_GPU_LOCK_DIR"):
+        return Path(override)
     return Path("/tmp") / f"nnmanifold-gpu-slots-{os.getuid()}"
 
 
@@ -51,6 +57,7 @@ def claim_device(
     lock_dir = lock_dir or default_lock_dir()
     lock_dir.mkdir(parents=True, exist_ok=True)
     slots = [(d, k) for k in range(jobs_per_gpu) for d in range(n_devices)]
+    waiting = False
     while True:
         for device, k in slots:
             fd = os.open(lock_dir / f"gpu{device}-slot{k}.lock", os.O_CREAT | os.O_RDWR, 0o644)
@@ -62,4 +69,7 @@ def claim_device(
             _held.append(fd)
             os.environ["CUDA_VISIBLE_DEVICES"] = str(device)
             return device
+        if not waiting:
+            log.info("all %d GPU slots in %s are taken; waiting for one", len(slots), lock_dir)
+            waiting = True
         time.sleep(poll_seconds)

@@ -415,7 +415,8 @@ def _model_features(
 ) -> dict[str, float]:
     """One model's feature values: from its features.json if current, else computed and saved.
 
-    Current means made with these settings from these very activations (content, not mtime).
+    Current means made with these settings from these very activations, and its diagrams file
+    is the one written with it (content, not mtime: a restored or rotted file is recomputed).
     """
     from nnmanifold import features as features_lib
     from nnmanifold.diffusion import normalize, transition_matrix
@@ -425,7 +426,9 @@ def _model_features(
         "activations": storage.file_hash(layout.activations(model_id)),
     }
     found = _read_record(layout.features(model_id))
-    if layout.diagrams(model_id).exists() and storage.is_current(found, made_from):
+    if storage.is_current(found, made_from) and _file_hash(layout.diagrams(model_id)) == found.get(
+        "diagrams"
+    ):
         return found["values"]
     op = geometry.operator
     X, _ = storage.read_activations(layout.activations(model_id), geometry.layer, probe["hash"])
@@ -439,8 +442,17 @@ def _model_features(
         seed=settings.seed,
     )
     storage.write_diagrams(layout.diagrams(model_id), diagrams)
-    storage.write_json(layout.features(model_id), {**made_from, "values": values})
+    record = {**made_from, "diagrams": storage.file_hash(layout.diagrams(model_id))}
+    storage.write_json(layout.features(model_id), {**record, "values": values})
     return values
+
+
+def _file_hash(path) -> str | None:
+    """A file's content hash, None if it is missing or unreadable."""
+    try:
+        return storage.file_hash(path)
+    except OSError:
+        return None
 
 
 def _read_record(path) -> dict[str, Any] | None:

@@ -8,9 +8,11 @@ Nothing here imports torch, so the analysis steps that only read files start qui
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import zipfile
@@ -25,10 +27,17 @@ from nnmanifold import UserError
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+log = logging.getLogger(__name__)
+#: Errors that mean the disk (or quota, or file-size limit) is full.
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 class CorruptFileError(UserError):
     """A result file exists but is truncated, corrupt or from a different run."""
+
+
+class DiskFullError(UserError):
+    """A write failed for lack of space; the target was left as it was."""
 
 
 @contextlib.contextmanager
@@ -48,8 +57,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+    except (OSError, RuntimeError) as err:  # h5py reports a failed flush as either
+        if _is_full(err):
+            raise DiskFullError(
+                f"could not write {path}: the disk, quota or file-size limit is full ({err}); "
+                "free space and rerun (the file was left as it was)"
+            ) from err
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _is_full(err: Exception) -> bool:
+    """Whether an error (from Python or, with the errno only in its text, HDF5) means full."""
+    text = str(err).lower()
+    return getattr(err, "errno", None) in _FULL or any(
+        os.strerror(code).lower() in text for code in _FULL
+    )
 
 
 def canonical_json(value: Any) -> str:
@@ -227,7 +251,10 @@ def write_activations(
         for name, values in layers.items():
             values = np.asarray(values, dtype=np.float32)
             chunks = (min(len(values), 256), values.shape[1])
-            group.create_dataset(name, data=values, chunks=chunks, compression="gzip", shuffle=True)
+            dataset = group.create_dataset(
+                name, data=values, chunks=chunks, compression="gzip", shuffle=True
+            )
+            dataset.attrs["digest"] = content_hash(np.ascontiguousarray(values).data)
         f.attrs["model_id"] = model_id
         f.attrs["probe_hash"] = probe_hash
         f.attrs["status"] = status
@@ -241,7 +268,9 @@ def read_activations(
 ) -> tuple[Any, dict[str, Any]]:
     """One layer's representations (default: penultimate) and the file's attributes.
 
-    Raises CorruptFileError for a truncated file or one made with a different probe set.
+    Raises CorruptFileError for a truncated file, a layer whose content no longer matches the
+    checksum written with it (bit rot, a bad copy or restore, whatever its modification time),
+    or one made with a different probe set.
     """
     import h5py
 
@@ -256,10 +285,18 @@ def read_activations(
                     "model has, or null for each model's penultimate layer"
                 )
             values = f["layers"][name][()]
+            digest = f["layers"][name].attrs.get("digest")
     except (OSError, KeyError) as err:
         raise CorruptFileError(
-            f"{path} is not a readable activations file ({err}); delete it and rerun training"
+            f"{path} is not a readable activations file ({err}); run `snakemake verify`, which "
+            "sets it aside so that the next run retrains its model"
         ) from err
+    if digest is not None and _attr(digest) != content_hash(np.ascontiguousarray(values).data):
+        raise CorruptFileError(
+            f"{path}: layer {name} does not match the checksum written with it (changed since "
+            "training: bit rot, or a bad copy or restore); run `snakemake verify`, which sets it "
+            "aside so that the next run retrains its model"
+        )
     if probe_hash is not None and attrs["probe_hash"] != probe_hash:
         raise CorruptFileError(
             f"{path} was recorded on probe set {attrs['probe_hash']}, not {probe_hash}; rerun"
@@ -358,6 +395,13 @@ class OperatorStore:
     so stale operators are never mixed in. Each operator records the digest of the representation
     it came from (``source``) and its kernel diagnostics. The store only stores: ``diffusion``
     builds operators. One writer at a time.
+
+    Operators are added in place (rewriting the file per model would cost O(N^2)), so a kill
+    mid-write is survived thus: ``put`` marks the store as being written (a file beside it),
+    writes the operator, flushes, then writes its diagnostics as the commit mark and removes
+    the marker. Opening a marked store keeps only the operators whose content matches their
+    digest and that were committed (rewritten, atomically); an unreadable store starts afresh.
+    Either way a warning says so, and the dropped operators are simply recomputed.
     """
 
     def __init__(self, path: str | os.PathLike, fingerprint: Mapping[str, Any]) -> None:
@@ -365,17 +409,63 @@ class OperatorStore:
 
         self.path = Path(path)
         self.attrs: dict[str, Any] = dict(fingerprint)
+        if self.path.exists() and self._marker.exists():
+            self._recover()
         if self.path.exists():
             try:
                 with self._open("r") as fh:
                     found = dict(fh.attrs)
-            except CorruptFileError:
+            except CorruptFileError as err:
+                log.warning("%s; starting it afresh", err)
                 found = None
             if is_current(found, self.attrs):
                 return
         with atomic_path(self.path) as tmp, h5py.File(tmp, "w") as fh:
             fh.attrs.update(self.attrs)
             fh.create_group("operators")
+        self._marker.unlink(missing_ok=True)
+
+    @property
+    def _marker(self) -> Path:
+        """Present while an operator is being written in place (or if that write died)."""
+        return self.path.with_name(f".{self.path.name}.writing")
+
+    def _recover(self) -> None:
+        """After an interrupted write: keep the committed operators whose content checks out."""
+        import h5py
+
+        kept, dropped = 0, 0
+        try:
+            with atomic_path(self.path) as tmp, h5py.File(tmp, "w") as out, self._open("r") as fh:
+                out.attrs.update(fh.attrs)
+                group = out.create_group("operators")
+                for model_id in list(fh["operators"]):
+                    entry = _checked_entry(fh["operators"], model_id)
+                    if entry is None:
+                        dropped += 1
+                        continue
+                    data, attrs = entry
+                    group.create_dataset(model_id, data=data).attrs.update(attrs)
+                    kept += 1
+        except DiskFullError:
+            raise
+        except Exception as err:  # a torn HDF5 file fails in many ways: any of them means afresh
+            log.warning(
+                "operator store %s was being written when its writer died and cannot be read "
+                "(%s); starting it afresh (operators are recomputed)",
+                self.path,
+                err,
+            )
+            self.path.unlink(missing_ok=True)
+        else:
+            log.warning(
+                "operator store %s was being written when its writer died: kept %d operators "
+                "that check out, dropped %d (they are recomputed)",
+                self.path,
+                kept,
+                dropped,
+            )
+        self._marker.unlink(missing_ok=True)
 
     def _open(self, mode: str):
         import h5py
@@ -414,22 +504,35 @@ class OperatorStore:
         operator = np.ascontiguousarray(operator, dtype=np.float64)
         if operator.ndim != 2 or operator.shape[0] != operator.shape[1]:
             raise ValueError(f"operator of {model_id} must be square, got {operator.shape}")
-        with self._open("a") as fh:
-            group = fh["operators"]
+        with self._open("r") as fh:
             n = fh.attrs.get("n_points", operator.shape[0])
-            if operator.shape != (n, n):
-                raise ValueError(
-                    f"operator of {model_id} is {operator.shape} but {self.path} holds ({n}, {n}) "
-                    "operators; all models must share one probe set"
-                )
-            fh.attrs["n_points"] = n
-            if model_id in group:
-                del group[model_id]
-            dataset = group.create_dataset(model_id, data=operator)
-            dataset.attrs["source"] = source
-            dataset.attrs["digest"] = content_hash(operator.data)
-            if diagnostics is not None:
-                dataset.attrs["diagnostics"] = json.dumps(dict(diagnostics))
+        if operator.shape != (n, n):
+            raise ValueError(
+                f"operator of {model_id} is {operator.shape} but {self.path} holds ({n}, {n}) "
+                "operators; all models must share one probe set"
+            )
+        self._marker.touch()
+        try:
+            with self._open("a") as fh:
+                fh.attrs["n_points"] = n
+                group = fh["operators"]
+                if model_id in group:
+                    del group[model_id]
+                dataset = group.create_dataset(model_id, data=operator)
+                dataset.attrs["source"] = source
+                dataset.attrs["digest"] = content_hash(operator.data)
+                fh.flush()
+                if diagnostics is not None:
+                    dataset.attrs["diagnostics"] = json.dumps(dict(diagnostics))  # commit mark
+        except (OSError, RuntimeError) as err:
+            if _is_full(err):
+                raise DiskFullError(
+                    f"could not add the operator of {model_id} to {self.path}: the disk, quota "
+                    f"or file-size limit is full ({err}); free space and rerun (the store keeps "
+                    "what it held and drops the torn entry on the next open)"
+                ) from err
+            raise
+        self._marker.unlink()
 
     def diagnostics(self, model_id: str) -> dict[str, float]:
         """Kernel diagnostics recorded with a model's operator."""
@@ -481,3 +584,17 @@ class OperatorStore:
         if model_id not in fh["operators"]:
             raise KeyError(f"model {model_id!r} has no operator in {self.path}; add it first")
         return model_id
+
+
+def _checked_entry(group, model_id: str) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """A stored operator and its attributes if it was committed and its content matches its
+    digest; None if not (or if it cannot be read at all)."""
+    try:
+        dataset = group[model_id]
+        attrs = {k: _attr(v) for k, v in dataset.attrs.items()}
+        data = np.ascontiguousarray(dataset[()])
+    except Exception:  # a torn entry fails in many ways; each means the entry is not kept
+        return None
+    if "diagnostics" not in attrs or attrs.get("digest") != content_hash(data.data):
+        return None
+    return data, attrs

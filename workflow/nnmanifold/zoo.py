@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nnmanifold import UserError
 from nnmanifold.settings import DataSettings
 from nnmanifold.storage import content_hash
 
@@ -60,13 +60,74 @@ def table(specs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def batches(ids: Sequence[str], per_job: int) -> dict[str, list[str]]:
-    """Chunk ids (in zoo order) into training jobs named by a hash of their members.
+def layer_names(spec: dict[str, Any]) -> list[str]:
+    """The hidden layers a model of this spec records, in order (as ``models.Classifier`` builds
+    them: an MLP has fc1..fc<depth>, a CNN conv1..conv<depth> then fc); torch is not needed."""
+    if spec["arch"] == "cnn":
+        return [*(f"conv{i + 1}" for i in range(spec["depth"])), "fc"]
+    return [f"fc{i + 1}" for i in range(spec["depth"])]
 
-    A chunk keeps its name while its members are unchanged, so editing one model reruns one job.
+
+def check_layer(specs: Sequence[dict[str, Any]], layer: str | None) -> None:
+    """Stop before training if ``geometry.layer`` names a layer some models will not have."""
+    if layer is None:
+        return
+    lacking = sorted({(s["arch"], s["depth"]) for s in specs if layer not in layer_names(s)})
+    if not lacking:
+        return
+    n = sum(layer not in layer_names(s) for s in specs)
+    shared = set.intersection(*(set(layer_names(s)) for s in specs))
+    which = "; ".join(
+        f"{arch} of depth {depth} (layers {', '.join(layer_names({'arch': arch, 'depth': depth}))})"
+        for arch, depth in lacking
+    )
+    fix = (
+        f"set geometry.layer to one every model has ({', '.join(sorted(shared))}), or to null"
+        if shared
+        else "no layer is shared by every model: set geometry.layer to null"
+    )
+    raise UserError(
+        f"config key 'geometry.layer': {n} of {len(specs)} models have no layer {layer!r}: "
+        f"{which}. Fix: {fix} (each model's penultimate layer)"
+    )
+
+
+#: A training job's name: "b" and the binary prefix its members' ids share (ids are 48 bits).
+BATCH_PATTERN = "b[01]{0,48}"
+
+
+def batches(ids: Sequence[str], per_job: int) -> dict[str, list[str]]:
+    """Training jobs as buckets of model ids: a bucket holds the ids that start with one binary
+    prefix (named ``b<prefix>``), and a bucket of more than ``per_job`` ids is split in two.
+
+    Which job holds a model depends on the set of ids alone (never on order, device or hardware),
+    so adding or removing a model changes the bucket that holds it and no other, unless that
+    bucket splits or merges, which changes only the ids under its prefix. Members keep zoo order.
     """
-    chunks = [list(ids[i : i + per_job]) for i in range(0, len(ids), per_job)]
-    return {hashlib.sha256("+".join(c).encode()).hexdigest()[:10]: c for c in chunks}
+    if per_job < 1:
+        raise ValueError(f"per_job must be at least 1, got {per_job}")
+    bits = {i: _bits(i) for i in ids}
+    jobs: dict[str, list[str]] = {}
+
+    def split(prefix: str, members: list[str]) -> None:
+        if len(members) <= per_job or len(prefix) == len(bits[members[0]]):
+            jobs[f"b{prefix}"] = members
+            return
+        for bit in "01":
+            if side := [m for m in members if bits[m][len(prefix)] == bit]:
+                split(prefix + bit, side)
+
+    if ids:
+        split("", list(ids))
+    return dict(sorted(jobs.items()))
+
+
+def _bits(model_id: str) -> str:
+    """A model id (hexadecimal) as a string of bits, most significant first."""
+    try:
+        return bin(int(model_id, 16))[2:].zfill(4 * len(model_id))
+    except ValueError:
+        raise ValueError(f"model id {model_id!r} is not hexadecimal (see zoo.model_id)") from None
 
 
 def _canonical(hp: dict[str, Any], seed: int, config: dict[str, Any]) -> dict[str, Any]:

@@ -24,22 +24,23 @@ except ConfigError as err:
 S = Settings.of(config)
 P = Layout(S.results)
 SPECS = {s["model_id"]: s for s in zoo_lib.expand(config)}
+try:
+    zoo_lib.check_layer(list(SPECS.values()), S.geometry.layer)
+except UserError as err:
+    raise WorkflowError(str(err)) from None
 MODEL_IDS = list(SPECS)
 BATCHES = zoo_lib.batches(MODEL_IDS, S.train.models_per_job)
 
-# The rules run `python -m nnmanifold ...`: find the package from its source folder, and run the
-# Python that runs Snakemake (the project's venv) unless rules get conda environments.
-_prefix = (
-    f"export PYTHONPATH={workflow.basedir}/workflow${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
-)
-if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
-    _prefix += f"export PATH={os.path.dirname(sys.executable)}:$PATH; "
-shell.prefix(_prefix)
+
+def quoted(value):
+    """One shell word for a value in a shell command Snakemake formats: shell-quoted, braces
+    escaped. No value (config or path) can end a command or run another."""
+    return shlex.quote(str(value)).replace("{", "{{").replace("}", "}}")
 
 
 def flags(**values):
-    """Run-time flags for a shell command (``--name value``, each value shell-quoted, braces
-    escaped for Snakemake). Identities go to ``params`` instead: a flag reruns nothing.
+    """Run-time flags for a shell command (``--name value``, each value ``quoted``).
+    Identities go to ``params`` instead: a flag reruns nothing.
     """
     words = []
     for name, value in values.items():
@@ -47,8 +48,19 @@ def flags(**values):
         if value is True:
             words.append(flag)
         elif value is not False:
-            words += [flag, shlex.quote(str(value))]
-    return " ".join(words).replace("{", "{{").replace("}", "}}")
+            words += [flag, quoted(value)]
+    return " ".join(words)
+
+
+# The rules run `python -m nnmanifold ...`: find the package from its source folder, and run the
+# Python that runs Snakemake (the project's venv) unless rules get conda environments.
+_prefix = (
+    f"export PYTHONPATH={quoted(os.path.join(workflow.basedir, 'workflow'))}"
+    "${{PYTHONPATH:+:$PYTHONPATH}}; "
+)
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    _prefix += f"export PATH={quoted(os.path.dirname(sys.executable))}:$PATH; "
+shell.prefix(_prefix)
 
 
 def step(name, *run_flags):
@@ -86,7 +98,7 @@ if len(SPECS) < MIN_MODELS:
 
 wildcard_constraints:
     kind="cka|rsa|procrustes",
-    batch="[0-9a-f]{10}",
+    batch=zoo_lib.BATCH_PATTERN,
 
 
 def final_targets():

@@ -16,5 +16,5 @@ rule features:
         features=S.features.identity_json(),
     shell:
         step("features", GEOMETRY_RUN)
-        + " --batch {wildcards.batch} --geometry {params.geometry:q}"
+        + " --batch {wildcards.batch:q} --geometry {params.geometry:q}"
         " --features {params.features:q} > {log:q} 2>&1"

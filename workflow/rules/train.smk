@@ -18,7 +18,7 @@ rule train:
         specs=lambda w: canonical_json([SPECS[i] for i in BATCHES[w.batch]]),
     shell:
         step("train", DATA_ACCESS, TRAIN_RUN)
-        + " --batch {wildcards.batch} --specs {params.specs:q} --threads {threads} > {log:q} 2>&1"
+        + " --batch {wildcards.batch:q} --specs {params.specs:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule trained:
