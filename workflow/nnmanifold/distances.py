@@ -163,21 +163,26 @@ def distance_matrix(
 ) -> DistanceResult:
     """All pairwise network distances of representations {model: (n, d)} of one probe set.
 
-    Operators P^t are built on ``device`` (torch float64) in row blocks that fit
-    ``memory_budget_bytes`` together with four N x N matrices (on CUDA the budget is also
-    capped by the free GPU memory); when every operator fits there is a single block and they
-    stay resident. Each block's rows of all operators are centred on their mean and added to
-    one Gram matrix; pairs where the Gram identity cancels are recomputed directly.
+    Operators P^t are built on ``device`` (torch float64) in blocks of rows: a block's rows of
+    every operator, plus four N x N matrices, fit ``memory_budget_bytes`` (the representations
+    themselves come on top; on CUDA the budget is also capped by the free GPU memory). When all
+    rows fit there is one block and the operators stay resident. Each block's rows are centred
+    on their mean over networks and added to one Gram matrix; pairs where the Gram identity
+    cancels are recomputed directly (from the resident operators, or in a second pass over
+    only their networks).
 
     With ``cache_path`` the previous result is reused: only pairs involving models that are new
-    or whose representation changed are computed, and the cache is rewritten with this result
-    and ``attrs`` (from :func:`fingerprint`); a cache for other settings, probe set or layer is
-    ignored.
+    or whose representation changed are computed (every operator is still built, for those
+    rows and for the diagnostics), and the cache is rewritten with this result and ``attrs``
+    (from :func:`fingerprint`); a cache for other settings, probe set or layer is ignored.
     """
     ids = list(representations)
     if cache_path is not None and (attrs is None or attrs.get("settings_key") != settings.key()):
         raise ValueError("cache_path needs attrs=fingerprint(settings, probe_hash, layer)")
-    digests = [content_hash(np.ascontiguousarray(representations[m]).data) for m in ids]
+    digests = [
+        content_hash(np.ascontiguousarray(representations[m]).data) if cache_path else ""
+        for m in ids
+    ]
     cached_D, cached = _read_cache(cache_path, attrs)
     old = [m for m, d in zip(ids, digests, strict=True) if m in cached and cached[m][1] == d]
     kept = set(old)
@@ -277,8 +282,8 @@ def _fill_new_rows(
     N, n, _ = Y.shape
     if first == N:
         settings = replace(settings, t=1)
-    if device == "cuda":
-        budget = min(budget, int(0.9 * torch.cuda.mem_get_info()[0]))
+    if device == "cuda":  # the representations go to the GPU first
+        budget = min(budget, int(0.9 * torch.cuda.mem_get_info()[0]) - Y.nbytes)
     plan = plan_blocks(N, n, settings, budget)
     dev = torch.device(device)
     reps = _Representations(torch.from_numpy(Y).to(dev), settings, plan.batch)
