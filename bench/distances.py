@@ -1,6 +1,8 @@
 """Benchmark network distances: naive loop vs Gram kernel, GEMM efficiency, streaming, incremental.
 
 Run by hand (not in CI): ``python bench/distances.py``. The last printed line is one JSON object.
+``--device-rate`` times only the distance step on a device against that device's float64 GEMM
+of the same shape (bench/gpu_check.sh).
 """
 
 from __future__ import annotations
@@ -11,18 +13,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from nnmanifold.diffusion import OperatorSettings, diffusion_operator
-from nnmanifold.distances import distance_matrix, pairwise_frobenius, store_fingerprint
-from nnmanifold.storage import OperatorStore
+from nnmanifold.distances import distance_matrix, fingerprint, pairwise_frobenius, plan_blocks
 
-#: What the benchmark's operators depend on (default settings, a made-up probe set).
-FINGERPRINT = store_fingerprint(OperatorSettings(), "bench", "penultimate")
+SETTINGS = OperatorSettings()
+#: What the benchmark's distances depend on (default settings, a made-up probe set).
+FINGERPRINT = fingerprint(SETTINGS, "bench", "penultimate")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,15 +37,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--naive-pairs", type=int, default=500, help="pairs timed by the naive loop (extrapolated)"
     )
     parser.add_argument(
-        "--budget-mb", type=float, default=64.0, help="memory budget of the streamed run"
+        "--budget-mb",
+        type=float,
+        help="memory budget of the streamed run (default: a quarter of the operators' size)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timings keep the best of this")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--stream-worker", nargs=2, metavar=("STORE", "OUT"), help=argparse.SUPPRESS
+        "--device-rate",
+        action="store_true",
+        help="only the distance step on --device (operators resident, and streamed with "
+        "--budget-mb) against that device's float64 GEMM of the same shape",
     )
-    return parser.parse_args(argv)
+    parser.add_argument("--stream-worker", metavar="OUT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.budget_mb is None:
+        args.budget_mb = operators_mb(args) / 4
+    return args
+
+
+def operators_mb(args: argparse.Namespace) -> float:
+    """Size of the N float64 operators, MB."""
+    return args.models * args.points**2 * 8 / 2**20
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
@@ -57,42 +72,43 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def build_store(path: Path, args: argparse.Namespace) -> tuple[OperatorStore, list[str]]:
-    """A zoo of related operators (model 1 a near-identical copy of model 0) in an HDF5 store."""
+def representations(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """A zoo of related float32 representations (model 1 a near-identical copy of model 0),
+    N + --add of them."""
     rng = np.random.default_rng(args.seed)
-    settings = OperatorSettings()
-    store = OperatorStore(path, FINGERPRINT)
     base = rng.normal(size=(args.points, args.features))
-    ids = [f"model-{i:04d}" for i in range(args.models + args.add)]
-    for model_id in ids:
-        X = base + 0.5 * rng.normal(size=base.shape)
-        store.put(model_id, diffusion_operator(X, settings))
-    near = store.operator(ids[0]) + 1e-7 * rng.random((args.points, args.points))
-    store.put(ids[1], near / near.sum(axis=1, keepdims=True))
-    return store, ids
+    reps = {
+        f"model-{i:05d}": (base + 0.5 * rng.normal(size=base.shape)).astype(np.float32)
+        for i in range(args.models + args.add)
+    }
+    first = reps["model-00000"]
+    reps["model-00001"] = first + np.float32(1e-3) * rng.normal(size=base.shape).astype(np.float32)
+    return reps
 
 
-def stream_worker(store_path: str, out: str, args: argparse.Namespace) -> None:
-    """Child process: streamed distances under the budget; report traced and RSS peaks.
+def zoo(reps: dict[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
+    """The first ``count`` models."""
+    return dict(list(reps.items())[:count])
+
+
+def stream_worker(out: str, args: argparse.Namespace) -> None:
+    """Child process: distances from the representations within the budget; report the time
+    and the RSS growth (torch allocations are invisible to tracemalloc).
 
     A two-model warm-up first loads the libraries, and the peak-RSS mark is reset, so the RSS
     growth is the computation's own.
     """
-    store = OperatorStore(store_path, FINGERPRINT)
-    ids = store.model_ids()[: args.models]
-    distance_matrix(store, ids[:2], memory_budget_bytes=2**30, device=args.device)
+    reps = zoo(representations(args), args.models)
+    distance_matrix(zoo(reps, 2), SETTINGS, memory_budget_bytes=2**30, device=args.device)
     rss_before_mb = _reset_peak_rss_mb()
-    tracemalloc.start()
+    budget = int(args.budget_mb * 2**20)
     start = time.perf_counter()
-    result = distance_matrix(
-        store, ids, memory_budget_bytes=int(args.budget_mb * 2**20), device=args.device
-    )
+    result = distance_matrix(reps, SETTINGS, memory_budget_bytes=budget, device=args.device)
     seconds = time.perf_counter() - start
-    traced_peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
-    tracemalloc.stop()
     rss_growth_mb = _proc_status_mb("VmHWM") - rss_before_mb
     np.save(out, result.distances)
-    print(json.dumps({"traced": traced_peak_mb, "rss_growth": rss_growth_mb, "s": seconds}))
+    plan = plan_blocks(len(reps), args.points, SETTINGS, budget)
+    print(json.dumps({"rss_growth": rss_growth_mb, "s": seconds, "rows": plan.rows}))
 
 
 def _reset_peak_rss_mb() -> float:
@@ -154,45 +170,70 @@ def naive_figures(A: np.ndarray, D: np.ndarray, args: argparse.Namespace) -> dic
     return {"naive_s": naive_s, "naive_pairs_timed": len(pairs), "max_rel_err": max_rel_err}
 
 
-def stream_figures(store: OperatorStore, D: np.ndarray, args: argparse.Namespace) -> dict:
-    """Streamed distances in a fresh process, so its peak memory is its own."""
-    out = store.path.with_name("streamed.npy")
-    worker = subprocess.run(
-        [sys.executable, __file__, *_forwarded(args), "--stream-worker", str(store.path), out],
-        check=True,
-        capture_output=True,
-        text=True,
+def build_figures(reps: dict[str, np.ndarray], args: argparse.Namespace) -> tuple[dict, np.ndarray]:
+    """The NumPy reference operators of the zoo (what the store-based step built), in memory."""
+    start = time.perf_counter()
+    A = np.stack([diffusion_operator(X, SETTINGS).ravel() for X in zoo(reps, args.models).values()])
+    numpy_build_s = time.perf_counter() - start
+    print(f"NumPy reference operators: {numpy_build_s:.2f} s for {args.models}")
+    return {"numpy_build_s": numpy_build_s}, A
+
+
+def engine_figures(reps: dict[str, np.ndarray], D: np.ndarray, args: argparse.Namespace) -> dict:
+    """Distances from representations with every operator resident, and streamed within the
+    budget in a fresh process (so its memory is its own); both build the operators."""
+    models = zoo(reps, args.models)
+    resident_budget = 2 * int(operators_mb(args) * 2**20) + 2**26
+    in_memory_s = best_time(
+        lambda: distance_matrix(
+            models, SETTINGS, memory_budget_bytes=resident_budget, device=args.device
+        ),
+        args.repeats,
     )
-    stream = json.loads(worker.stdout.splitlines()[-1])
-    stream_err = float(np.max(np.abs(np.load(out) - D)))
-    operators_mb = D.size * args.points**2 * 8 / len(D) / 2**20
+    with tempfile.TemporaryDirectory() as workdir:
+        out = Path(workdir) / "streamed.npy"
+        worker = subprocess.run(
+            [sys.executable, __file__, *_forwarded(args), "--stream-worker", str(out)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        stream = json.loads(worker.stdout.splitlines()[-1])
+        stream_err = float(np.max(np.abs(np.load(out) - D) / np.maximum(D, 1e-300)))
     print(
-        f"streamed from HDF5 ({operators_mb:.0f} MB of operators, budget {args.budget_mb:.0f} "
-        f"MB): {stream['s']:.2f} s, traced peak {stream['traced']:.1f} MB, RSS growth "
-        f"{stream['rss_growth']:.1f} MB, max abs diff to in-memory {stream_err:.1e}"
+        f"from representations, operators built on the fly: resident {in_memory_s:.2f} s; "
+        f"streamed ({operators_mb(args):.0f} MB of operators, budget {args.budget_mb:.0f} MB, "
+        f"{stream['rows']} rows a block) {stream['s']:.2f} s = {stream['s'] / in_memory_s:.2f}x, "
+        f"RSS growth {stream['rss_growth']:.0f} MB; max rel diff to the in-memory kernel on "
+        f"NumPy operators {stream_err:.1e}"
     )
     return {
+        "in_memory_s": in_memory_s,
         "stream_s": stream["s"],
-        "stream_peak_mb": stream["traced"],
+        "stream_ratio": stream["s"] / in_memory_s,
         "stream_rss_growth_mb": stream["rss_growth"],
-        "operators_mb": operators_mb,
+        "stream_rel_diff": stream_err,
+        "operators_mb": operators_mb(args),
         "budget_mb": args.budget_mb,
     }
 
 
-def incremental_figures(store: OperatorStore, ids: list[str], args: argparse.Namespace) -> dict:
-    """Adding models to a cached zoo vs recomputing everything, both read from the store."""
-    cache = store.path.with_name("distances.h5")
-    distance_matrix(
-        store, ids[: args.models], cache_path=cache, memory_budget_bytes=2**30, device=args.device
-    )
+def incremental_figures(reps: dict[str, np.ndarray], args: argparse.Namespace) -> dict:
+    """Adding models to a cached zoo vs recomputing everything, within the same budget."""
+    budget = int(args.budget_mb * 2**20)
+    with tempfile.TemporaryDirectory() as workdir:
+        cached = {
+            "memory_budget_bytes": budget,
+            "cache_path": Path(workdir) / "distances.h5",
+            "attrs": FINGERPRINT,
+            "device": args.device,
+        }
+        distance_matrix(zoo(reps, args.models), SETTINGS, **cached)
+        start = time.perf_counter()
+        added = distance_matrix(reps, SETTINGS, **cached)
+        add_s = time.perf_counter() - start
     start = time.perf_counter()
-    added = distance_matrix(
-        store, ids, cache_path=cache, memory_budget_bytes=2**30, device=args.device
-    )
-    add_s = time.perf_counter() - start
-    start = time.perf_counter()
-    full = distance_matrix(store, ids, memory_budget_bytes=2**30, device=args.device)
+    full = distance_matrix(reps, SETTINGS, memory_budget_bytes=budget, device=args.device)
     full_s = time.perf_counter() - start
     add_err = float(np.max(np.abs(added.distances - full.distances)))
     print(
@@ -201,29 +242,86 @@ def incremental_figures(store: OperatorStore, ids: list[str], args: argparse.Nam
     )
     return {
         "add_pairs": added.n_computed,
-        "add10_s": add_s,
+        "add_s": add_s,
         "full_pairs": full.n_computed,
         "full_s": full_s,
     }
+
+
+def device_rate(args: argparse.Namespace) -> dict:
+    """The distance step on --device against that device's float64 GEMM of the same shape
+    (N x n^2 times its transpose): operators built and resident, then streamed in blocks."""
+    import torch
+
+    reps = zoo(representations(args), args.models)
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else lambda: None
+    figures: dict = {"models": args.models, "points": args.points}
+    if operators_mb(args) * 2**20 * 2.2 < _free_bytes(dev):
+        A = torch.randn(args.models, args.points**2, dtype=torch.float64, device=dev)
+
+        def gemm() -> None:
+            A @ A.T
+            sync()
+
+        figures["gemm_s"] = best_time(gemm, args.repeats)
+        del A
+    resident = 2 * int(operators_mb(args) * 2**20) + 2**30
+    for name, budget in [("resident", resident), ("streamed", int(args.budget_mb * 2**20))]:
+        plan = plan_blocks(args.models, args.points, SETTINGS, budget)
+        if plan.rows == args.points and name == "streamed":
+            continue
+        seconds = best_time(
+            lambda b=budget: distance_matrix(
+                reps, SETTINGS, memory_budget_bytes=b, device=args.device
+            ),
+            args.repeats,
+        )
+        figures[f"{name}_s"] = seconds
+        figures[f"{name}_rows"] = plan.rows
+        if "gemm_s" in figures:
+            figures[f"{name}_gemm_fraction"] = figures["gemm_s"] / seconds
+        print(f"{name}: {seconds:.3f} s ({plan.rows} rows a block) {figures}")
+    return figures
+
+
+def _free_bytes(dev: object) -> float:
+    import torch
+
+    if getattr(dev, "type", "cpu") == "cuda":
+        return torch.cuda.mem_get_info()[0]
+    return _proc_meminfo_bytes("MemAvailable")
+
+
+def _proc_meminfo_bytes(field: str) -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/meminfo (Linux only)")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run every measurement once and print the figures, the last line as JSON."""
     args = parse_args(argv)
     if args.stream_worker:
-        stream_worker(*args.stream_worker, args)
+        stream_worker(args.stream_worker, args)
         return
-    with tempfile.TemporaryDirectory() as workdir:
-        store, ids = build_store(Path(workdir) / "operators.h5", args)
-        A = np.empty((args.models, args.points**2))
-        store.read_into(ids[: args.models], A)
-        print(f"zoo: {args.models} operators of {args.points}x{args.points}, {A.nbytes >> 20} MB")
-        figures, D = kernel_figures(A, args)
+    if args.device_rate:
+        figures = device_rate(args)
+    else:
+        reps = representations(args)
+        print(
+            f"zoo: {args.models} operators of {args.points}x{args.points}, "
+            f"{operators_mb(args):.0f} MB"
+        )
+        figures, A = build_figures(reps, args)
+        kernel, D = kernel_figures(A, args)
+        figures |= kernel
         figures |= naive_figures(A, D, args)
         figures["speedup"] = figures["naive_s"] / figures["ours_s"]
         del A
-        figures |= stream_figures(store, D, args)
-        figures |= incremental_figures(store, ids, args)
+        figures |= engine_figures(reps, D, args)
+        figures |= incremental_figures(reps, args)
     print(
         json.dumps(
             {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in figures.items()}
@@ -234,6 +332,10 @@ def main(argv: list[str] | None = None) -> None:
 def _forwarded(args: argparse.Namespace) -> list[str]:
     return [
         f"--models={args.models}",
+        f"--points={args.points}",
+        f"--features={args.features}",
+        f"--add={args.add}",
+        f"--seed={args.seed}",
         f"--budget-mb={args.budget_mb}",
         f"--device={args.device}",
     ]

@@ -1,23 +1,54 @@
 #!/usr/bin/env bash
-# GPU check, run in one call on a lent GPU machine (device tool), from the repository root:
-#   bash bench/gpu_check.sh            # ~3 minutes on one H200; figures go to stdout and $OUT
-# Uses the machine's own python3 (torch, lightning, h5py, scikit-learn are there) with the package
-# from workflow/ on PYTHONPATH; nothing is installed.
+# GPU check, run on a lent GPU machine (device tool), from the repository root:
+#   bash bench/gpu_check.sh                      # every part, a few minutes on one H200
+#   bash bench/gpu_check.sh --part distances     # < 90 s: CUDA distance rate vs float64 GEMM
+#   bash bench/gpu_check.sh --part distances-10k # < 2 min: operators + distances, N = 10,000
+#   bash bench/gpu_check.sh --part train         # training on the GPU, one device per job
+# Uses the machine's own python3 (torch, h5py, numpy, scipy, scikit-learn are there) with the
+# package from workflow/ on PYTHONPATH; nothing is installed. Figures go to stdout and $OUT;
+# a part whose figure misses its goal fails the script.
 set -euo pipefail
 export PYTHONPATH="$PWD/workflow${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT="${OUT:-bench/out}"
+PART=all
+if [[ "${1:-}" == "--part" ]]; then PART="$2"; fi
+case "$PART" in all|distances|distances-10k|train) ;; *) echo "unknown part $PART" >&2; exit 2;; esac
+want() { [[ "$PART" == all || "$PART" == "$1" ]]; }
 mkdir -p "$OUT"
 nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
-echo "== 1. distances: CUDA vs CPU Gram, same zoo (N=200, n=1000)"
-python3 bench/distances.py --models 200 --points 1000 --device cuda | tee "$OUT/distances_cuda.txt" | tail -1
-python3 bench/distances.py --models 200 --points 1000 --device cpu | tee "$OUT/distances_cpu.txt" | tail -1
+# check FILE EXPRESSION MESSAGE: assert EXPRESSION over the JSON figures f on FILE's last line
+check() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+f = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+ok = eval(sys.argv[2], {}, {"f": f})
+print(("PASS" if ok else "FAIL"), sys.argv[3], "|", sys.argv[2], "|", f)
+sys.exit(0 if ok else 1)
+PY
+}
 
-echo "== 2. CUDA agrees with the CPU path"
-python3 -m pytest -q tests/test_distances.py -k cuda -p no:cacheprovider
+if want distances; then
+    echo "== distances: CUDA rate vs this GPU's float64 GEMM of the same shape (N=2000, n=1000)"
+    python3 bench/distances.py --device-rate --device cuda --models 2000 --points 1000 \
+        --budget-mb 4096 --repeats 3 | tee "$OUT/distances_rate.txt" | tail -1
+    check "$OUT/distances_rate.txt" 'f["resident_gemm_fraction"] >= 0.5' \
+        "operators resident: distance rate >= 0.5 of float64 GEMM"
+    echo "== distances: CUDA agrees with the NumPy reference and the CPU path"
+    python3 -m pytest -q tests/test_distances.py -k cuda -p no:cacheprovider
+fi
 
-echo "== 3. training on the GPU and one device per job"
+if want distances-10k; then
+    echo "== distances: operators + distances of N=10,000 networks at n=1,000 (80 GB of operators)"
+    python3 bench/distances.py --device-rate --device cuda --models 10000 --points 1000 \
+        --budget-mb 24576 --repeats 1 | tee "$OUT/distances_10k.txt" | tail -1
+    check "$OUT/distances_10k.txt" 'f["resident_s"] < 120 and f["streamed_s"] < 120' \
+        "N=10,000 in under 2 minutes, resident and streamed in 24 GB"
+fi
+
+if ! want train; then exit 0; fi
+echo "== train: training on the GPU and one device per job"
 python3 - <<'PY' | tee "$OUT/train_gpu.txt"
 import json, subprocess, sys, tempfile, time
 from nnmanifold import data, gpu, train, zoo

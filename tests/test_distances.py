@@ -1,4 +1,4 @@
-"""Network distances against a nested-loop reference; store, streaming, cache and file format."""
+"""Network distances against a nested-loop reference; streaming, cache and file format."""
 
 from pathlib import Path
 
@@ -14,16 +14,17 @@ from nnmanifold.diffusion import (
 )
 from nnmanifold.distances import (
     distance_matrix,
+    fingerprint,
     pairwise_frobenius,
-    store_fingerprint,
-    store_operator,
+    plan_blocks,
 )
-from nnmanifold.storage import CorruptFileError, OperatorStore, read_distances, write_distances
+from nnmanifold.storage import CorruptFileError, read_distances, write_distances
 
 N_POINTS = 20
 #: Room for every operator of these tests at once.
 BUDGET = 2**26
 SETTINGS = OperatorSettings()
+ATTRS = fingerprint(SETTINGS, "p1", "fc2")
 
 
 def representations(n_models: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -33,6 +34,18 @@ def representations(n_models: int, seed: int = 0) -> dict[str, np.ndarray]:
     return {
         f"m{seed}-{i:02d}": base + 0.4 * rng.normal(size=(N_POINTS, 6)) for i in range(n_models)
     }
+
+
+def varied_zoo() -> dict[str, np.ndarray]:
+    """Eight networks, one wider (zero-padded in batches), and two near-identical copies of
+    the first: representations nudged by 1e-6 and 1e-5."""
+    reps = representations(8)
+    rng = np.random.default_rng(5)
+    first = reps["m0-00"]
+    reps["m0-07"] = np.hstack([reps["m0-07"], 0.3 * rng.normal(size=(N_POINTS, 3))])
+    reps["near-6"] = first + 1e-6 * rng.normal(size=first.shape)
+    reps["near-5"] = first + 1e-5 * rng.normal(size=first.shape)
+    return reps
 
 
 def nudge(P: np.ndarray, scale: float, seed: int) -> np.ndarray:
@@ -53,29 +66,15 @@ def naive(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.array([[np.linalg.norm(a - b) for b in B] for a in A])
 
 
+def reference(reps: dict[str, np.ndarray], settings: OperatorSettings) -> np.ndarray:
+    """Naive distances between the NumPy reference operators."""
+    ops = np.stack([diffusion_operator(X, settings).ravel() for X in reps.values()])
+    return naive(ops, ops)
+
+
 def max_relative_error(D: np.ndarray, reference: np.ndarray) -> float:
     positive = reference > 0
     return float(np.max(np.abs(D[positive] - reference[positive]) / reference[positive]))
-
-
-def open_store(
-    path: Path, settings: OperatorSettings, probe_hash: str, layer: str
-) -> OperatorStore:
-    return OperatorStore(path, store_fingerprint(settings, probe_hash, layer))
-
-
-def add(
-    store: OperatorStore, model_id: str, X: np.ndarray, settings: OperatorSettings = SETTINGS
-) -> bool:
-    return store_operator(store, model_id, X, settings)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> OperatorStore:
-    store = open_store(tmp_path / "ops.h5", OperatorSettings(), "p1", "fc2")
-    for model_id, X in representations(10).items():
-        add(store, model_id, X)
-    return store
 
 
 def test_matches_naive_including_near_identical_pairs() -> None:
@@ -114,73 +113,127 @@ def test_cuda_matches_cpu() -> None:
     A = zoo_operators()
     cpu = pairwise_frobenius(A, device="cpu")
     assert max_relative_error(pairwise_frobenius(A, device="cuda"), cpu) <= 1e-9
+    reps = varied_zoo()
+    for budget in (BUDGET, budget_for_rows(len(reps), SETTINGS, 3)):
+        cuda = distance_matrix(reps, SETTINGS, memory_budget_bytes=budget, device="cuda")
+        assert max_relative_error(cuda.distances, reference(reps, SETTINGS)) <= 1e-9
 
 
-def test_store_reuses_and_invalidates(tmp_path: Path, store: OperatorStore) -> None:
-    X = representations(10)["m0-03"]
-    assert not add(store, "m0-03", X)
-    assert add(store, "m0-03", X + 0.1)
-    assert np.array_equal(store.operator("m0-03"), diffusion_operator(X + 0.1, SETTINGS))
-    assert len(store.model_ids()) == 10
-    reopened = open_store(store.path, OperatorSettings(), "p1", "fc2")
-    assert len(reopened.model_ids()) == 10
-    with pytest.raises(ValueError, match="probe set"):
-        store.put("bigger", np.eye(N_POINTS + 1))
-    with pytest.raises(ValueError, match="HDF5"):
-        store.put("a/b", np.eye(N_POINTS))
-    other = open_store(store.path, OperatorSettings(sigma=0.7), "p1", "fc2")
-    assert other.model_ids() == []
+def budget_for_rows(n_models: int, settings: OperatorSettings, rows: int) -> int:
+    """The smallest budget (in steps of 500 bytes) whose plan builds ``rows`` rows a block."""
+    budget = 500
+    while not fits(n_models, settings, budget) or (
+        plan_blocks(n_models, N_POINTS, settings, budget).rows < rows
+    ):
+        budget += 500
+    return budget
 
 
-def test_streamed_with_tiny_budget_equals_in_memory(store: OperatorStore) -> None:
-    ids = store.model_ids()
-    A = np.stack([store.operator(i) for i in ids]).reshape(len(ids), -1)
-    in_memory = pairwise_frobenius(A)
-    tiny = distance_matrix(store, ids, memory_budget_bytes=11 * 8 * N_POINTS**2, device="cpu")
-    assert tiny.model_ids == ids
-    assert tiny.n_computed == len(ids) * (len(ids) - 1) // 2
-    assert np.array_equal(tiny.distances, tiny.distances.T)
-    assert np.all(np.diag(tiny.distances) == 0.0)
-    assert max_relative_error(tiny.distances, in_memory) <= 1e-10
-    assert max_relative_error(tiny.distances, naive(A, A)) <= 1e-6
+def fits(n_models: int, settings: OperatorSettings, budget: int) -> bool:
+    try:
+        plan_blocks(n_models, N_POINTS, settings, budget)
+    except ValueError:
+        return False
+    return True
+
+
+SETTINGS_CASES = [
+    OperatorSettings(),
+    OperatorSettings(sigma=2.0, normalization="standardize"),
+    OperatorSettings(sigma="median", t=2),
+    OperatorSettings(sigma="median", normalization="median", t=3),
+]
+
+
+@pytest.mark.parametrize(
+    "settings", SETTINGS_CASES, ids=lambda s: f"{s.sigma}-{s.normalization}-{s.t}"
+)
+@pytest.mark.parametrize("rows", [N_POINTS, 7, 1])
+def test_distances_from_representations_match_naive(settings: OperatorSettings, rows: int) -> None:
+    """Operators resident (all rows) or streamed in blocks of 7 or 1 rows, near-identical
+    networks and a wider one included; diagnostics of every model's one-step operator."""
+    reps = varied_zoo()
+    budget = budget_for_rows(len(reps), settings, rows)
+    assert plan_blocks(len(reps), N_POINTS, settings, budget).rows == rows
+    result = distance_matrix(reps, settings, memory_budget_bytes=budget, device="cpu")
+    expected = reference(reps, settings)
+    assert 0 < expected[0, -2] < 1e-5
+    assert max_relative_error(result.distances, expected) <= 1e-9
+    assert np.array_equal(result.distances, result.distances.T)
+    assert np.all(np.diag(result.distances) == 0.0)
+    assert result.model_ids == list(reps)
+    assert result.n_computed == len(reps) * (len(reps) - 1) // 2
+    for X, found in zip(reps.values(), result.diagnostics, strict=True):
+        assert found == pytest.approx(kernel_diagnostics(transition_matrix(X, settings)), rel=1e-12)
+
+
+@pytest.mark.parametrize("rows", [N_POINTS, 3])
+def test_gram_cancellation_is_recomputed(rows: int) -> None:
+    """Networks 1e-10 apart: the Gram identity cancels every digit, the direct recompute (from
+    the resident operators, or a second streamed pass) keeps all but the operators' own
+    rounding (1e-16 an entry, so 1e-15 absolute: a few percent of this distance)."""
+    reps = representations(6)
+    first = reps["m0-00"]
+    reps["twin"] = first + 1e-10 * np.random.default_rng(3).normal(size=first.shape)
+    budget = budget_for_rows(len(reps), SETTINGS, rows)
+    D = distance_matrix(reps, SETTINGS, memory_budget_bytes=budget, device="cpu").distances
+    expected = reference(reps, SETTINGS)
+    assert 0 < expected[0, -1] < 1e-9
+    assert abs(D[0, -1] - expected[0, -1]) <= 1e-15
+    assert max_relative_error(D[:-1, :-1], expected[:-1, :-1]) <= 1e-9
+
+
+def test_budget_too_small_names_the_minimum() -> None:
+    reps = representations(10)
+    with pytest.raises(ValueError, match="at least") as err:
+        distance_matrix(reps, SETTINGS, memory_budget_bytes=1000)
+    minimum = int(str(err.value).rsplit(" ", 1)[-1])
+    assert distance_matrix(reps, SETTINGS, memory_budget_bytes=minimum).n_computed == 45
     with pytest.raises(ValueError, match="memory_budget_bytes"):
-        distance_matrix(store, ids, memory_budget_bytes=8 * N_POINTS**2)
+        distance_matrix(reps, SETTINGS, memory_budget_bytes=minimum - 1)
 
 
-def test_incremental_computes_only_new_pairs(tmp_path: Path, store: OperatorStore) -> None:
+def test_mixed_probe_sets_are_refused() -> None:
+    reps = representations(3)
+    reps["short"] = reps["m0-00"][:-1]
+    with pytest.raises(ValueError, match="one probe set"):
+        distance_matrix(reps, SETTINGS, memory_budget_bytes=BUDGET)
+
+
+def test_incremental_computes_only_new_pairs(tmp_path: Path) -> None:
     cache = tmp_path / "distances.h5"
-    first = store.model_ids()
-    before = distance_matrix(store, first, cache_path=cache, memory_budget_bytes=BUDGET)
+    reps = representations(10)
+    cached = dict(memory_budget_bytes=BUDGET, cache_path=cache, attrs=ATTRS)
+    before = distance_matrix(reps, SETTINGS, **cached)
     assert before.n_computed == 45
-    new = representations(3, seed=1)
-    for model_id, X in new.items():
-        add(store, model_id, X)
-    ids = first + list(new)
-    after = distance_matrix(store, ids, cache_path=cache, memory_budget_bytes=10 * 8 * N_POINTS**2)
+    reps |= representations(3, seed=1)
+    tight = budget_for_rows(len(reps), SETTINGS, 2)
+    after = distance_matrix(reps, SETTINGS, **(cached | {"memory_budget_bytes": tight}))
     assert after.n_computed == 3 * 10 + 3
-    full = distance_matrix(store, ids, memory_budget_bytes=BUDGET)
+    full = distance_matrix(reps, SETTINGS, memory_budget_bytes=BUDGET)
     assert full.n_computed == 13 * 12 // 2
     assert max_relative_error(after.distances, full.distances) <= 1e-10
+    assert max_relative_error(after.distances, reference(reps, SETTINGS)) <= 1e-9
     assert np.array_equal(after.distances[:10, :10], before.distances)
     assert np.array_equal(after.distances, after.distances.T)
-    assert distance_matrix(store, ids, cache_path=cache, memory_budget_bytes=BUDGET).n_computed == 0
+    again = distance_matrix(reps, SETTINGS, **cached)
+    assert again.n_computed == 0
+    for found, expected in zip(again.diagnostics, full.diagnostics, strict=True):
+        assert found == pytest.approx(expected, rel=1e-12)
 
 
-def test_cache_follows_requested_order_and_changed_models(
-    tmp_path: Path, store: OperatorStore
-) -> None:
+def test_cache_follows_requested_order_and_changed_models(tmp_path: Path) -> None:
     cache = tmp_path / "distances.h5"
-    ids = store.model_ids()
-    full = distance_matrix(store, ids, cache_path=cache, memory_budget_bytes=BUDGET).distances
-    shuffled = ids[::-1]
-    again = distance_matrix(store, shuffled, cache_path=cache, memory_budget_bytes=BUDGET)
+    reps = representations(10)
+    cached = dict(memory_budget_bytes=BUDGET, cache_path=cache, attrs=ATTRS)
+    full = distance_matrix(reps, SETTINGS, **cached).distances
+    shuffled = dict(reversed(reps.items()))
+    again = distance_matrix(shuffled, SETTINGS, **cached)
     assert again.n_computed == 0
     assert np.array_equal(again.distances, full[::-1, ::-1])
-    add(store, ids[4], representations(10)[ids[4]] + 0.2)
-    assert (
-        distance_matrix(store, ids, cache_path=cache, memory_budget_bytes=BUDGET).n_computed
-        == len(ids) - 1
-    )
+    changed = list(reps)[4]
+    reps[changed] = reps[changed] + 0.2
+    assert distance_matrix(reps, SETTINGS, **cached).n_computed == len(reps) - 1
 
 
 @pytest.mark.parametrize(
@@ -194,67 +247,48 @@ def test_cache_follows_requested_order_and_changed_models(
     ],
 )
 def test_changed_settings_invalidate_cache(
-    tmp_path: Path, store: OperatorStore, settings: OperatorSettings, probe_hash: str, layer: str
+    tmp_path: Path, settings: OperatorSettings, probe_hash: str, layer: str
 ) -> None:
     cache = tmp_path / "distances.h5"
-    distance_matrix(store, cache_path=cache, memory_budget_bytes=BUDGET)
-    assert distance_matrix(store, cache_path=cache, memory_budget_bytes=BUDGET).n_computed == 0
-    changed = open_store(tmp_path / "other.h5", settings, probe_hash, layer)
-    for model_id, X in representations(10).items():
-        add(changed, model_id, X, settings)
-    result = distance_matrix(changed, cache_path=cache, memory_budget_bytes=BUDGET)
-    assert result.n_computed == 45
-    _, _, attrs = read_distances(cache)
-    assert attrs["settings_key"] == settings.key() and attrs["layer"] == layer
+    reps = representations(10)
+    cached = dict(memory_budget_bytes=BUDGET, cache_path=cache)
+    distance_matrix(reps, SETTINGS, attrs=ATTRS, **cached)
+    assert distance_matrix(reps, SETTINGS, attrs=ATTRS, **cached).n_computed == 0
+    attrs = fingerprint(settings, probe_hash, layer)
+    assert distance_matrix(reps, settings, attrs=attrs, **cached).n_computed == 45
+    _, _, found = read_distances(cache)
+    assert found["settings_key"] == settings.key() and found["layer"] == layer
 
 
-def test_round_trip(tmp_path: Path, store: OperatorStore) -> None:
-    result = distance_matrix(store, memory_budget_bytes=BUDGET)
+def test_cache_needs_the_fingerprint_of_these_settings(tmp_path: Path) -> None:
+    cached = dict(memory_budget_bytes=BUDGET, cache_path=tmp_path / "distances.h5")
+    with pytest.raises(ValueError, match="fingerprint"):
+        distance_matrix(representations(3), OperatorSettings(sigma=0.9), attrs=ATTRS, **cached)
+    with pytest.raises(ValueError, match="fingerprint"):
+        distance_matrix(representations(3), SETTINGS, **cached)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    result = distance_matrix(representations(10), SETTINGS, memory_budget_bytes=BUDGET)
     path = tmp_path / "geometry" / "distances.h5"
-    write_distances(path, result.distances, result.model_ids, store.attrs)
+    write_distances(path, result.distances, result.model_ids, ATTRS)
     D, ids, attrs = read_distances(path)
     assert np.array_equal(D, result.distances) and D.dtype == np.float64
     assert ids == result.model_ids
-    assert attrs == store.attrs
+    assert attrs == ATTRS
     assert set(attrs) >= {"sigma", "normalization", "t", "settings_key", "probe_hash", "layer"}
 
 
-def test_truncated_file_is_corrupt(tmp_path: Path, store: OperatorStore) -> None:
+def test_truncated_file_is_corrupt(tmp_path: Path) -> None:
     path = tmp_path / "distances.h5"
-    result = distance_matrix(store, cache_path=path, memory_budget_bytes=BUDGET)
+    reps = representations(10)
+    cached = dict(memory_budget_bytes=BUDGET, cache_path=path, attrs=ATTRS)
+    result = distance_matrix(reps, SETTINGS, **cached)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptFileError, match="distances.h5"):
         read_distances(path)
-    assert (
-        distance_matrix(store, cache_path=path, memory_budget_bytes=BUDGET).n_computed
-        == result.n_computed
-    )
+    assert distance_matrix(reps, SETTINGS, **cached).n_computed == result.n_computed
     assert read_distances(path)[1] == result.model_ids
     with pytest.raises(FileNotFoundError):
         read_distances(tmp_path / "missing.h5")
-
-
-def test_truncated_store_is_corrupt(store: OperatorStore) -> None:
-    data = store.path.read_bytes()
-    store.path.write_bytes(data[:1000])
-    with pytest.raises(CorruptFileError, match="delete it"):
-        store.model_ids()
-
-
-def test_prune_drops_models_and_frees_space(store: OperatorStore) -> None:
-    keep = store.model_ids()[:4]
-    before = store.path.stat().st_size
-    kept = {m: store.operator(m) for m in keep}
-    assert store.prune(keep) == 6
-    assert store.model_ids() == keep
-    assert store.path.stat().st_size < 0.6 * before
-    for m in keep:
-        np.testing.assert_array_equal(store.operator(m), kept[m])
-    assert store.prune(keep) == 0
-
-
-def test_store_keeps_kernel_diagnostics_of_the_one_step_operator(store: OperatorStore) -> None:
-    model_id, X = next(iter(representations(10).items()))
-    expected = kernel_diagnostics(transition_matrix(X, SETTINGS))
-    assert store.diagnostics(model_id) == pytest.approx(expected)

@@ -1,13 +1,21 @@
-"""Per-network diffusion operators: representation (n, d) -> row-stochastic P = Q^-1 W and P^t."""
+"""Per-network diffusion operators: representation (n, d) -> row-stochastic P = Q^-1 W and P^t.
+
+The NumPy functions are the reference. ``operator_rows`` is their batched torch twin (float64, on
+CPU or CUDA), which the distance step uses to build operators in row blocks on the fly.
+"""
 
 from __future__ import annotations
 
 import numbers
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnmanifold.storage import content_hash
+
+if TYPE_CHECKING:
+    import torch
 
 NORMALIZATIONS = ("none", "l2", "standardize", "median")
 
@@ -73,10 +81,17 @@ def normalize(X: np.ndarray, method: str) -> np.ndarray:
     raise ValueError(f"normalization={method!r} is not one of {', '.join(NORMALIZATIONS)}")
 
 
-def squared_distances(X: np.ndarray, normalization: str = "l2") -> np.ndarray:
-    """Squared Euclidean distances between normalised rows; ``median`` divides D by its median."""
+def centred(X: np.ndarray, normalization: str) -> np.ndarray:
+    """Normalised representation with its mean point subtracted (distances are unchanged and
+    the Gram identity below keeps its digits)."""
     Y = normalize(X, normalization)
     Y -= Y.mean(axis=0)
+    return Y
+
+
+def squared_distances(X: np.ndarray, normalization: str = "l2") -> np.ndarray:
+    """Squared Euclidean distances between normalised rows; ``median`` divides D by its median."""
+    Y = centred(X, normalization)
     sq = np.einsum("ij,ij->i", Y, Y)
     D2 = sq[:, None] + sq[None, :] - 2.0 * (Y @ Y.T)
     np.maximum(D2, 0.0, out=D2)
@@ -98,12 +113,16 @@ def kernel(X: np.ndarray, settings: OperatorSettings) -> np.ndarray:
 
 def _median_off_diagonal(D2: np.ndarray) -> float:
     median = float(np.median(D2[~np.eye(len(D2), dtype=bool)]))
+    _check_median(median)
+    return median
+
+
+def _check_median(median: float) -> None:
     if median <= 0:
         raise ValueError(
             "median off-diagonal distance is 0 (most probe points have identical "
             "representations); use normalization 'l2' or 'standardize'"
         )
-    return median
 
 
 def transition_matrix(X: np.ndarray, settings: OperatorSettings) -> np.ndarray:
@@ -159,3 +178,99 @@ def degeneracy_warning(diagnostics: dict[str, float], model_id: str) -> str | No
             "distances); use a smaller sigma"
         )
     return None
+
+
+def kernel_scales(Y: torch.Tensor, settings: OperatorSettings) -> torch.Tensor:
+    """Per network (b,) the divisor s of W = exp(-D^2 / s) (2 sigma^2, times the median
+    distance for ``median``), from a batch (b, n, d) of :func:`centred` representations."""
+    import torch
+
+    if "median" not in (settings.sigma, settings.normalization):
+        return torch.full((len(Y),), 2.0 * settings.sigma**2, dtype=Y.dtype, device=Y.device)
+    D2 = _squared_rows(Y, 0, Y.shape[1])
+    scale = torch.ones(len(Y), dtype=Y.dtype, device=Y.device)
+    if settings.normalization == "median":
+        scale = _median_off_diagonal_torch(D2)
+        D2 /= scale[:, None, None]
+    sigma2 = _median_off_diagonal_torch(D2) if settings.sigma == "median" else settings.sigma**2
+    return 2.0 * sigma2 * scale
+
+
+def operator_rows(
+    Y: torch.Tensor,
+    scales: torch.Tensor,
+    settings: OperatorSettings,
+    start: int,
+    stop: int,
+    out: torch.Tensor,
+) -> torch.Tensor:
+    """Rows start:stop of P^t for a batch (b, n, d) of :func:`centred` representations (float64)
+    with their :func:`kernel_scales`, written into ``out`` (b, stop - start, n); returns the same
+    rows of the one-step P (``out`` itself when t = 1).
+
+    The torch twin of :func:`diffusion_operator`, on Y's device. Zero feature columns change
+    nothing, so networks of different widths can share a zero-padded batch. With t = 1 only the
+    asked rows are built, in place, so an operator never has to exist whole; for t > 1 each
+    network's whole P is built and the rows are multiplied through it.
+    """
+    lo, hi = (0, Y.shape[1]) if settings.t > 1 else (start, stop)
+    P = _squared_rows(Y, lo, hi, None if settings.t > 1 else out)
+    P /= -scales[:, None, None]
+    P.exp_()
+    P /= P.sum(dim=2, keepdim=True)
+    if settings.t == 1:
+        return P
+    one_step = P[:, start:stop]
+    rows = one_step
+    for _ in range(settings.t - 1):
+        rows = rows @ P
+    out.copy_(rows)
+    return one_step
+
+
+def _squared_rows(
+    Y: torch.Tensor, start: int, stop: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Rows start:stop of :func:`squared_distances` for a batch of centred representations."""
+    import torch
+
+    sq = (Y * Y).sum(dim=2)
+    D2 = torch.bmm(Y[:, start:stop], Y.transpose(1, 2), out=out)
+    D2.mul_(-2.0).add_(sq[:, start:stop, None]).add_(sq[:, None, :]).clamp_(min=0.0)
+    own = torch.arange(start, stop, device=Y.device)
+    D2[:, own - start, own] = 0.0
+    return D2
+
+
+def _median_off_diagonal_torch(D2: torch.Tensor) -> torch.Tensor:
+    """Per network, the median of the off-diagonal entries of a whole (b, n, n) D2, as NumPy
+    takes it (the mean of the two middle values)."""
+    import torch
+
+    n = D2.shape[1]
+    off = D2[:, ~torch.eye(n, dtype=torch.bool, device=D2.device)].sort(dim=1).values
+    half = off.shape[1] // 2
+    median = (off[:, half - 1] + off[:, half]) / 2.0
+    _check_median(float(median.min()))
+    return median
+
+
+def diagnostic_sums(one_step_rows: torch.Tensor, start: int) -> torch.Tensor:
+    """Per network (b, 2): the sums over rows start:start+r of a one-step P of the diagonal
+    entry and of 1 / sum_j P_ij^2; summed over all rows and divided by n they are
+    :func:`kernel_diagnostics`, so they can be gathered block by block."""
+    import torch
+
+    own = torch.arange(one_step_rows.shape[1], device=one_step_rows.device)
+    diagonal = one_step_rows[:, own, own + start].sum(dim=1)
+    inverse = (1.0 / torch.einsum("bij,bij->bi", one_step_rows, one_step_rows)).sum(dim=1)
+    return torch.stack([diagonal, inverse], dim=1)
+
+
+def diagnostics_from_sums(sums: np.ndarray, n: int) -> dict[str, float]:
+    """:func:`kernel_diagnostics` of one network from its :func:`diagnostic_sums` over all rows."""
+    return {
+        "n_points": n,
+        "mean_diagonal_mass": float(sums[0] / n),
+        "effective_neighbours": float(sums[1] / n),
+    }

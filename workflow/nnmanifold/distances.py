@@ -1,25 +1,39 @@
-"""Network distances d(i, j) = ||P_i^t - P_j^t||_F: operator store, Gram kernel, streamed cache."""
+"""Network distances d(i, j) = ||P_i^t - P_j^t||_F: Gram kernel, operators streamed, cached rows.
+
+The distance step never stores operators: it builds them from the (small) representations in
+row blocks, so each one is built once per pass and the Gram product splits over its entries
+(docs/method.md §4.2).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nnmanifold.diffusion import OperatorSettings, operator_with_diagnostics
+from nnmanifold.diffusion import (
+    OperatorSettings,
+    centred,
+    diagnostic_sums,
+    diagnostics_from_sums,
+    kernel_scales,
+    operator_rows,
+)
 from nnmanifold.storage import (
     CorruptFileError,
-    OperatorStore,
     content_hash,
     is_current,
     read_distance_cache,
     write_distances,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -80,24 +94,43 @@ def _centred_distances(A: np.ndarray, B: np.ndarray | None, device: str) -> np.n
     G = _gram(A, B, device)
     sq_a = np.diag(G).copy() if B is None else np.einsum("ij,ij->i", A, A)
     sq_b = sq_a if B is None else np.einsum("ij,ij->i", B, B)
-    scale = sq_a[:, None] + sq_b[None, :]
-    D2 = scale - 2.0 * G
-    suspect = D2 <= RECOMPUTE_RATIO * scale
-    if B is None:
-        suspect = np.triu(suspect, k=1)
+    offset = 0 if B is None else None
+    D2, suspect = _gram_identity(G, sq_a, sq_b, offset)
     other = A if B is None else B
-    for i, j in zip(*np.nonzero(suspect), strict=True):
+    for i, j in zip(*suspect, strict=True):
         diff = A[i] - other[j]
         D2[i, j] = diff @ diff
-    if B is None:
-        D2 = np.triu(D2, k=1)
-        D2 += D2.T
+    return _distances(D2, offset)
+
+
+def _gram_identity(
+    G: np.ndarray, sq_rows: np.ndarray, sq_cols: np.ndarray, offset: int | None
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """d^2 = |a|^2 + |b|^2 - 2 a.b, and the (row, column) pairs where it cancelled.
+
+    ``offset`` is the column of row 0 when rows are a tail of the columns (the square block
+    from there on is symmetric: only its upper triangle counts); None for unrelated sets.
+    """
+    scale = sq_rows[:, None] + sq_cols[None, :]
+    D2 = scale - 2.0 * G
+    suspect = D2 <= RECOMPUTE_RATIO * scale
+    if offset is not None:
+        suspect = np.triu(suspect, k=offset + 1)
+    return D2, np.nonzero(suspect)
+
+
+def _distances(D2: np.ndarray, offset: int | None) -> np.ndarray:
+    """Square roots of clipped d^2; from column ``offset`` on, the upper triangle is mirrored
+    (exact symmetry, zero diagonal)."""
+    if offset is not None:
+        square = np.triu(D2[:, offset:], k=1)
+        D2[:, offset:] = square + square.T
     return np.sqrt(np.maximum(D2, 0.0))
 
 
-def store_fingerprint(settings: OperatorSettings, probe_hash: str, layer: str) -> dict[str, Any]:
-    """What every operator in a store depends on besides its representation (and, for reading,
-    the settings spelled out)."""
+def fingerprint(settings: OperatorSettings, probe_hash: str, layer: str) -> dict[str, Any]:
+    """What every distance depends on besides the representations (and the settings spelled
+    out, for readers of the distance file)."""
     return {
         "settings_key": settings.key(),
         "probe_hash": probe_hash,
@@ -108,73 +141,91 @@ def store_fingerprint(settings: OperatorSettings, probe_hash: str, layer: str) -
     }
 
 
-def store_operator(
-    store: OperatorStore, model_id: str, X: np.ndarray, settings: OperatorSettings
-) -> bool:
-    """Build and store the operator of representation X unless the store holds the operator of
-    this very X (same content); True if it was (re)built. Its kernel diagnostics go beside it."""
-    source = content_hash(np.ascontiguousarray(X).data)
-    if store.source(model_id) == source:
-        return False
-    operator, diagnostics = operator_with_diagnostics(X, settings)
-    store.put(model_id, operator, source, diagnostics)
-    return True
-
-
 @dataclass(frozen=True)
 class DistanceResult:
-    """A distance matrix, its model order, and how many pairs (i < j) this call evaluated."""
+    """A distance matrix, its model order, how many pairs (i < j) this call evaluated, and the
+    kernel diagnostics of each model's one-step operator (same order)."""
 
     distances: np.ndarray
     model_ids: list[str]
     n_computed: int
+    diagnostics: list[dict[str, float]]
 
 
 def distance_matrix(
-    store: OperatorStore,
-    model_ids: Sequence[str] | None = None,
+    representations: Mapping[str, np.ndarray],
+    settings: OperatorSettings,
     *,
     memory_budget_bytes: int,
     cache_path: str | os.PathLike | None = None,
+    attrs: Mapping[str, Any] | None = None,
     device: str = "auto",
 ) -> DistanceResult:
-    """All pairwise network distances, streamed from the store in blocks that fit the budget.
+    """All pairwise network distances of representations {model: (n, d)} of one probe set.
 
-    ``memory_budget_bytes`` bounds the working memory: two blocks of operators, room for four
-    more operators (temporaries, HDF5 buffers) and the N x N matrices.
+    Operators P^t are built on ``device`` (torch float64) in blocks of rows: a block's rows of
+    every operator, plus four N x N matrices, fit ``memory_budget_bytes`` (the representations
+    themselves come on top; on CUDA the budget is also capped by the free GPU memory). When all
+    rows fit there is one block and the operators stay resident. Each block's rows are centred
+    on their mean over networks and added to one Gram matrix; pairs where the Gram identity
+    cancels are recomputed directly (from the resident operators, or in a second pass over
+    only their networks).
 
     With ``cache_path`` the previous result is reused: only pairs involving models that are new
-    or whose operator changed are computed, and the cache is rewritten with this result. A cache
-    for other settings, probe set or layer is ignored.
+    or whose representation changed are computed (every operator is still built, for those
+    rows and for the diagnostics), and the cache is rewritten with this result and ``attrs``
+    (from :func:`fingerprint`); a cache for other settings, probe set or layer is ignored.
     """
-    ids = list(store.model_ids() if model_ids is None else model_ids)
-    if len(set(ids)) != len(ids):
-        raise ValueError("model_ids contains duplicates; each model may appear once")
-    digests = store.digests(ids)
-    cached_D, cached = _read_cache(cache_path, store.attrs)
+    ids = list(representations)
+    if cache_path is not None and (attrs is None or attrs.get("settings_key") != settings.key()):
+        raise ValueError("cache_path needs attrs=fingerprint(settings, probe_hash, layer)")
+    digests = [
+        content_hash(np.ascontiguousarray(representations[m]).data) if cache_path else ""
+        for m in ids
+    ]
+    cached_D, cached = _read_cache(cache_path, attrs)
     old = [m for m, d in zip(ids, digests, strict=True) if m in cached and cached[m][1] == d]
     kept = set(old)
     order = old + [m for m in ids if m not in kept]
     D = np.zeros((len(ids), len(ids)))
     index = [cached[m][0] for m in old]
     D[: len(old), : len(old)] = cached_D[np.ix_(index, index)]
-    n_computed = _fill_new_rows(
-        store, order, len(old), D, memory_budget_bytes, _resolve_device(device)
+    X = _stack([centred(representations[m], settings.normalization) for m in order])
+    n_computed, sums = _fill_new_rows(
+        X, settings, len(old), D, memory_budget_bytes, _resolve_device(device)
     )
     position = {m: k for k, m in enumerate(order)}
     back = [position[m] for m in ids]
     D = D[np.ix_(back, back)]
     if cache_path is not None:
-        write_distances(cache_path, D, ids, store.attrs, digests)
-    return DistanceResult(D, ids, n_computed)
+        write_distances(cache_path, D, ids, dict(attrs or {}), digests)
+    diagnostics = [diagnostics_from_sums(sums[k], X.shape[1]) for k in back]
+    return DistanceResult(D, ids, n_computed, diagnostics)
+
+
+def _stack(representations: list[np.ndarray]) -> np.ndarray:
+    """(N, n, d_max) float64 array of representations, narrower ones padded with zero features
+    (which change no operator)."""
+    shapes = {np.shape(X)[0] for X in representations}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"representations have {sorted(shapes)} probe points; all models must share one "
+            "probe set (rerun the models recorded on another)"
+        )
+    width = max((np.shape(X)[1] for X in representations), default=0)
+    out = np.zeros((len(representations), shapes.pop() if shapes else 0, width))
+    for row, X in zip(out, representations, strict=True):
+        row[:, : np.shape(X)[1]] = X
+    return out
 
 
 def _read_cache(
-    path: str | os.PathLike | None, attrs: dict[str, Any]
+    path: str | os.PathLike | None, attrs: Mapping[str, Any] | None
 ) -> tuple[np.ndarray, dict[str, tuple[int, str]]]:
-    """Cached distances and {model: (row, operator digest)}; empty unless valid for ``attrs``."""
+    """Cached distances and {model: (row, representation digest)}; empty unless valid for
+    ``attrs``."""
     empty: tuple[np.ndarray, dict[str, tuple[int, str]]] = (np.zeros((0, 0)), {})
-    if path is None or not Path(path).exists():
+    if path is None or attrs is None or not Path(path).exists():
         return empty
     try:
         D, ids, found, digests = read_distance_cache(path)
@@ -187,39 +238,155 @@ def _read_cache(
     return D, {m: (k, d) for k, (m, d) in enumerate(zip(ids, digests, strict=True))}
 
 
-def _fill_new_rows(
-    store: OperatorStore, ids: list[str], n_old: int, D: np.ndarray, budget: int, device: str
-) -> int:
-    """Fill every D entry involving ids[n_old:]; return the number of pairs evaluated."""
-    if n_old == len(ids):
-        return 0
-    m = store.n_entries()
-    fixed = 3 * D.nbytes + 4 * 8 * m
-    rows = min(len(ids) - n_old, (budget - fixed) // (2 * 8 * m))
+@dataclass(frozen=True)
+class _Plan:
+    """Operator rows per block (all n: operators resident) and networks built per batch."""
+
+    rows: int
+    batch: int
+
+
+def plan_blocks(n_models: int, n_points: int, settings: OperatorSettings, budget: int) -> _Plan:
+    """Largest row block whose rows of every operator fit 3/4 of what the budget leaves after
+    four N x N matrices; the rest holds the temporaries of the networks built at once."""
+    avail = budget - 4 * 8 * n_models**2
+    per_row = 8 * n_models * n_points
+    whole = settings.t > 1 or "median" in (settings.sigma, settings.normalization)
+    # one network's temporaries: its whole operators, or a copy of the rows it builds
+    spare, unit = (4 * 8 * n_points**2, 0) if whole else (0, 8 * n_points)
+    rows = min(n_points, avail * 3 // 4 // per_row, (avail - spare) // (per_row + unit))
     if rows < 1:
+        minimum = budget - avail + max(-(-4 * per_row // 3), per_row + spare + unit)
         raise ValueError(
-            f"memory_budget_bytes={budget} cannot hold two operators of {m} entries and the "
-            f"{len(ids)}x{len(ids)} result; raise it to at least {fixed + 2 * 8 * m}"
+            f"memory_budget_bytes={budget} cannot hold one row of {n_models} operators of "
+            f"{n_points} points and the {n_models}x{n_models} result; raise it to at least "
+            f"{minimum}"
         )
-    buffer_a = np.empty((rows, m))
-    buffer_b = np.empty((rows, m))
-    n_computed = 0
-    for start, stop in _blocks(n_old, len(ids), rows):
-        A = buffer_a[: stop - start]
-        store.read_into(ids[start:stop], A)
-        reference = A.mean(axis=0)
-        A -= reference
-        D[start:stop, start:stop] = _centred_distances(A, None, device)
-        n_computed += len(A) * (len(A) - 1) // 2
-        for col_start, col_stop in [*_blocks(0, n_old, rows), *_blocks(stop, len(ids), rows)]:
-            B = buffer_b[: col_stop - col_start]
-            store.read_into(ids[col_start:col_stop], B)
-            B -= reference
-            block = _centred_distances(A, B, device)
-            D[start:stop, col_start:col_stop] = block
-            D[col_start:col_stop, start:stop] = block.T
-            n_computed += block.size
-    return n_computed
+    batch = (avail - rows * per_row) // (spare + unit * rows)
+    return _Plan(rows, int(min(n_models, batch)))
+
+
+def _fill_new_rows(
+    Y: np.ndarray,
+    settings: OperatorSettings,
+    first: int,
+    D: np.ndarray,
+    budget: int,
+    device: str,
+) -> tuple[int, np.ndarray]:
+    """Fill every D entry involving networks first: of Y (centred representations); return the
+    number of pairs evaluated and every network's :func:`diagnostic_sums` (a pass builds every
+    operator anyway; with nothing new it builds only one-step rows, for the diagnostics)."""
+    import torch
+
+    N, n, _ = Y.shape
+    if first == N:
+        settings = replace(settings, t=1)
+    if device == "cuda":  # the representations go to the GPU first
+        budget = min(budget, int(0.9 * torch.cuda.mem_get_info()[0]) - Y.nbytes)
+    plan = plan_blocks(N, n, settings, budget)
+    dev = torch.device(device)
+    reps = _Representations(torch.from_numpy(Y).to(dev), settings, plan.batch)
+    buffer = torch.empty(N * plan.rows * n, dtype=torch.float64, device=dev)
+    G = torch.zeros((N - first, N), dtype=torch.float64, device=dev)
+    sq = torch.zeros(N, dtype=torch.float64, device=dev)
+    sums = torch.zeros((N, 2), dtype=torch.float64, device=dev)
+    blocks = list(_blocks(0, n, plan.rows))
+    for start, stop in blocks:
+        C = reps.rows(slice(None), start, stop, buffer, sums)
+        if first < N:
+            C -= C.mean(dim=0)
+            for lo, hi in _blocks(0, N, plan.batch):
+                sq[lo:hi] += torch.einsum("ij,ij->i", C[lo:hi], C[lo:hi])
+            _add_gram(G, C, first)
+    if first == N:
+        return 0, sums.cpu().numpy()
+    sq_host = sq.cpu().numpy()
+    D2, (rows, cols) = _gram_identity(G.cpu().numpy(), sq_host[first:], sq_host, first)
+    del G
+    if len(rows):
+        pairs = torch.as_tensor(np.stack([rows + first, cols], axis=1), device=dev)
+        if len(blocks) == 1:
+            D2[rows, cols] = _direct(C, pairs, plan.batch)
+        else:
+            D2[rows, cols] = _direct_streamed(reps, pairs, blocks, buffer)
+    D[first:] = _distances(D2, first)
+    D[:, first:] = D[first:].T
+    n_new = N - first
+    return n_new * first + n_new * (n_new - 1) // 2, sums.cpu().numpy()
+
+
+class _Representations:
+    """Centred representations (N, n, d) on the device and their kernel scales, from which
+    blocks of operator rows are built ``batch`` networks at a time."""
+
+    def __init__(self, Y: torch.Tensor, settings: OperatorSettings, batch: int) -> None:
+        import torch
+
+        self.Y, self.settings, self.batch = Y, settings, batch
+        self.scales = torch.cat(
+            [torch.zeros(0, dtype=Y.dtype, device=Y.device)]
+            + [kernel_scales(Y[lo:hi], settings) for lo, hi in _blocks(0, len(Y), batch)]
+        )
+
+    def rows(
+        self,
+        models: slice | torch.Tensor,
+        start: int,
+        stop: int,
+        buffer: torch.Tensor,
+        sums: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Rows start:stop of the chosen networks' operators, one flat row per network in the
+        head of ``buffer``; their diagnostic sums are added to ``sums``."""
+        Y, scales = self.Y[models], self.scales[models]
+        n = Y.shape[1]
+        C = buffer[: len(Y) * (stop - start) * n].view(len(Y), stop - start, n)
+        for lo, hi in _blocks(0, len(Y), self.batch):
+            one_step = operator_rows(Y[lo:hi], scales[lo:hi], self.settings, start, stop, C[lo:hi])
+            if sums is not None:
+                sums[lo:hi] += diagnostic_sums(one_step, start)
+        return C.view(len(Y), -1)
+
+
+def _add_gram(G: torch.Tensor, C: torch.Tensor, first: int) -> None:
+    """G += C[first:] @ C.T, skipping most of the lower triangle of the new-by-new square
+    (never read: it is mirrored from the upper one)."""
+    N = len(C)
+    step = max(1, -(-(N - first) // 4))
+    for lo, hi in _blocks(first, N, step):
+        if first:
+            G[lo - first : hi - first, :first].addmm_(C[lo:hi], C[:first].T)
+        G[lo - first : hi - first, lo:].addmm_(C[lo:hi], C[lo:].T)
+
+
+def _direct(C: torch.Tensor, pairs: torch.Tensor, batch: int) -> np.ndarray:
+    """||C_i - C_j||^2 for each pair (i, j), ``batch`` pairs at a time."""
+    import torch
+
+    out = [torch.zeros(0, dtype=C.dtype, device=C.device)]
+    for lo, hi in _blocks(0, len(pairs), batch):
+        diff = C[pairs[lo:hi, 0]] - C[pairs[lo:hi, 1]]
+        out.append(torch.einsum("ij,ij->i", diff, diff))
+    return torch.cat(out).cpu().numpy()
+
+
+def _direct_streamed(
+    reps: _Representations,
+    pairs: torch.Tensor,
+    blocks: list[tuple[int, int]],
+    buffer: torch.Tensor,
+) -> np.ndarray:
+    """:func:`_direct` when operators do not stay resident: a second pass rebuilds the blocks
+    of only the networks in these pairs."""
+    import torch
+
+    involved, local = torch.unique(pairs, sorted=True, return_inverse=True)
+    total = np.zeros(len(pairs))
+    for start, stop in blocks:
+        C = reps.rows(involved, start, stop, buffer)
+        total += _direct(C, local, reps.batch)
+    return total
 
 
 def _blocks(start: int, stop: int, size: int) -> Iterator[tuple[int, int]]:

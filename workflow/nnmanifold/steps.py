@@ -129,7 +129,8 @@ def features(
 
 
 def distances(layout: Layout, batches: Sequence[str], geometry: GeometrySettings) -> None:
-    """Network distance matrix ||P_i^t - P_j^t||_F over the models that trained ok (cached)."""
+    """Network distance matrix ||P_i^t - P_j^t||_F over the models that trained ok (cached
+    rows); operators are built from the representations on the fly and never stored."""
     from tqdm import tqdm
 
     from nnmanifold import distances as dist
@@ -137,31 +138,29 @@ def distances(layout: Layout, batches: Sequence[str], geometry: GeometrySettings
 
     probe = storage.read_probe(layout.probe)
     ok = _ok_models(layout, batches)
-    settings = geometry.operator
-    store = storage.OperatorStore(
-        layout.operator_store,
-        dist.store_fingerprint(settings, probe["hash"], geometry.layer_name),
-    )
-    diagnostics = []
-    for mid in tqdm(ok, desc="operators", unit="model", file=sys.stderr):
-        X, _ = storage.read_activations(layout.activations(mid), geometry.layer, probe["hash"])
-        dist.store_operator(store, mid, X, settings)
-        diag = store.diagnostics(mid)
-        if message := degeneracy_warning(diag, mid):
-            log.warning("%s", message)
-        diagnostics.append({"model_id": mid, **diag})
-    storage.write_csv(layout.kernel_diagnostics, pd.DataFrame(diagnostics))
-    if dropped := store.prune(ok):
-        log.info("dropped %d operators of models no longer in the zoo", dropped)
+    representations = {
+        mid: storage.read_activations(layout.activations(mid), geometry.layer, probe["hash"])[0]
+        for mid in tqdm(ok, desc="representations", unit="model", file=sys.stderr)
+    }
+    attrs = dist.fingerprint(geometry.operator, probe["hash"], geometry.layer_name)
     result = dist.distance_matrix(
-        store,
-        ok,
+        representations,
+        geometry.operator,
         memory_budget_bytes=geometry.memory_budget_mb * 2**20,
         cache_path=layout.distance_cache,
+        attrs=attrs,
         device=geometry.device,
     )
+    for mid, diag in zip(result.model_ids, result.diagnostics, strict=True):
+        if message := degeneracy_warning(diag, mid):
+            log.warning("%s", message)
+    diagnostics = [{"model_id": m, **d} for m, d in zip(ok, result.diagnostics, strict=True)]
+    storage.write_csv(layout.kernel_diagnostics, pd.DataFrame(diagnostics))
+    if layout.operator_store.exists():
+        layout.operator_store.unlink()
+        log.info("removed %s (operators are no longer stored)", layout.operator_store)
     log.info("%d x %d distances, %d pairs computed", len(ok), len(ok), result.n_computed)
-    attrs = {**store.attrs, "versions": storage.canonical_json(storage.library_versions())}
+    attrs = {**attrs, "versions": storage.canonical_json(storage.library_versions())}
     storage.write_distances(layout.distances, result.distances, result.model_ids, attrs)
 
 
