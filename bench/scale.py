@@ -2,8 +2,8 @@
 
 Run by hand (not in CI): ``python bench/scale.py --sizes 250 1000``. For each zoo size N it makes
 random activations shaped like real ones (no training), then times the library functions each
-workflow step calls, in the step's order: operators (``distances.store_operator``),
-distances (streamed from the store, and in memory), features (per network, in a pool of
+workflow step calls, in the step's order: distances (operators rebuilt from the activations in
+blocks within ``--budget-mb``, and all resident for comparison), features (per network, in a pool of
 ``--jobs`` processes as parallel feature jobs would run), Wasserstein, PHATE (both maps),
 statistics and figures. Each stage prints its time and the peak RSS of this process during it
 (worker processes not counted). The last printed line is one JSON object.
@@ -29,13 +29,7 @@ from distances import _proc_status_mb, _reset_peak_rss_mb
 from nnmanifold import embedding, features, plots, stats
 from nnmanifold.config import validate
 from nnmanifold.diffusion import OperatorSettings, normalize, transition_matrix
-from nnmanifold.distances import (
-    distance_matrix,
-    pairwise_frobenius,
-    store_fingerprint,
-    store_operator,
-)
-from nnmanifold.storage import OperatorStore
+from nnmanifold.distances import distance_matrix
 from nnmanifold.zoo import HYPERPARAMETERS
 
 N_CLASSES = 10
@@ -129,20 +123,6 @@ def _features_of(args: tuple[np.ndarray, np.ndarray]) -> tuple[dict, list[np.nda
     )
 
 
-def build_operators(store: OperatorStore, ids: list[str], activations: list[np.ndarray]) -> None:
-    """The distances step's first half: each network's operator and diagnostics into the store."""
-    for model_id, X in zip(ids, activations, strict=True):
-        store_operator(store, model_id, X, SETTINGS)
-        store.diagnostics(model_id)
-
-
-def in_memory_distances(store: OperatorStore, ids: list[str]) -> np.ndarray:
-    """All operators read into one array, then the Gram kernel on it."""
-    A = np.empty((len(ids), store.n_entries()))
-    store.read_into(ids, A)
-    return pairwise_frobenius(A, device="cpu")
-
-
 def draw_figures(
     ok: pd.DataFrame,
     topology: pd.DataFrame,
@@ -180,22 +160,27 @@ def run_size(n_models: int, args: argparse.Namespace, workdir: Path) -> dict[str
     ids = list(table["model_id"])
     operators_mb = n_models * args.points**2 * 8 / 2**20
     print(f"N = {n_models}: {operators_mb:.0f} MB of float64 operators", flush=True)
-    store = OperatorStore(
-        workdir / f"operators-{n_models}.h5", store_fingerprint(SETTINGS, "bench", "penultimate")
-    )
-    measure("operators", lambda: build_operators(store, ids, activations), log)
+    reps = dict(zip(ids, activations, strict=True))
     budget = args.budget_mb * 2**20
     D = measure(
         "distances_streamed",
-        lambda: distance_matrix(store, ids, memory_budget_bytes=budget, device="cpu").distances,
+        lambda: distance_matrix(reps, SETTINGS, memory_budget_bytes=budget, device="cpu").distances,
         log,
     )
     if "distances_in_memory" in args.skip or 2 * operators_mb > args.in_memory_cap_mb:
         print(f"  distances_in_memory    skipped (needs ~{2 * operators_mb:.0f} MB)")
     else:
-        D_mem = measure("distances_in_memory", lambda: in_memory_distances(store, ids), log)
+        resident = int(3 * operators_mb * 2**20)
+        D_mem = measure(
+            "distances_in_memory",
+            lambda: (
+                distance_matrix(
+                    reps, SETTINGS, memory_budget_bytes=resident, device="cpu"
+                ).distances
+            ),
+            log,
+        )
         log["distances_in_memory"]["max_rel_diff"] = float(np.max(np.abs(D_mem - D) / (D + 1e-300)))
-    store.path.unlink()
     with ProcessPoolExecutor(args.jobs, initializer=_one_blas_thread) as pool:
         work = [(X, y) for X in activations]
         results = measure("features", lambda: list(pool.map(_features_of, work, chunksize=8)), log)

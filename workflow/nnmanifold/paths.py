@@ -2,7 +2,7 @@
 
 Results a rule declares (and Snakemake deletes before rerunning it) are the zoo-level files and the
 per-job manifests. Per-model files are written by their job and listed, with checksums, in its
-manifest. Resume points and caches (checkpoints, the operator store, the distance cache) are never
+manifest. Resume points and caches (checkpoints, the distance cache) are never
 declared: Snakemake would delete them before a rerun, ending resume and incremental distances.
 They live under ``models/<id>/checkpoints/`` and ``cache/`` and are reused only when
 ``storage.is_current`` says so.
@@ -119,10 +119,6 @@ class Layout:
         return named.get(name, self.root / "geometry" / f"embedding_{name}.csv")
 
     # caches (never declared as outputs)
-    @property
-    def operator_store(self) -> Path:
-        return self.root / "cache" / "operators.h5"
-
     @property
     def distance_cache(self) -> Path:
         return self.root / "cache" / "distances.h5"

@@ -156,9 +156,6 @@ def distances(layout: Layout, batches: Sequence[str], geometry: GeometrySettings
             log.warning("%s", message)
     diagnostics = [{"model_id": m, **d} for m, d in zip(ok, result.diagnostics, strict=True)]
     storage.write_csv(layout.kernel_diagnostics, pd.DataFrame(diagnostics))
-    if layout.operator_store.exists():
-        layout.operator_store.unlink()
-        log.info("removed %s (operators are no longer stored)", layout.operator_store)
     log.info("%d x %d distances, %d pairs computed", len(ok), len(ok), result.n_computed)
     attrs = {**attrs, "versions": storage.canonical_json(storage.library_versions())}
     storage.write_distances(layout.distances, result.distances, result.model_ids, attrs)
