@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
+from nnmanifold import storage
 from nnmanifold.diffusion import OperatorSettings, diffusion_operator
 from nnmanifold.distances import distance_matrix, fingerprint
 
