@@ -51,7 +51,7 @@ def test_truncated_activations_file_gives_a_clear_error(tmp_path):
     )
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(storage.CorruptFileError, match="activations.h5.*rerun"):
+    with pytest.raises(storage.CorruptFileError, match="activations.h5.*snakemake verify"):
         storage.read_activations(path)
 
 
@@ -281,7 +281,7 @@ def test_changed_activations_with_an_old_mtime_are_never_read_as_valid(mapped_zo
         layer[0, 0] = layer[0, 0] + 1.0
     _restored_from_backup(path, stamp - 10**12)
     batches = [m.stem for m in sorted(layout.root.glob("train/*.json"))]
-    with pytest.raises(storage.CorruptFileError, match=f"{mid}.*checksum.*--forcerun"):
+    with pytest.raises(storage.CorruptFileError, match=f"{mid}.*checksum.*snakemake verify"):
         steps.distances(layout, batches, settings.geometry)
     with pytest.raises(storage.CorruptFileError, match=f"{mid}.*checksum"):
         steps.features(layout, batch, settings.geometry, settings.features)

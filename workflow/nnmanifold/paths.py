@@ -62,6 +62,10 @@ class Layout:
     def features_manifest(self, batch: str) -> Path:
         return self.root / "features" / f"{batch}.json"
 
+    def manifest(self, stage: str, batch: str) -> Path:
+        """``train`` or ``features`` manifest of a job."""
+        return self.root / stage / f"{batch}.json"
+
     # per model
     def model_dir(self, model_id: str) -> Path:
         """Where one model's checkpoints, metrics, activations and features live."""

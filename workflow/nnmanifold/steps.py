@@ -33,6 +33,8 @@ log = logging.getLogger("nnmanifold")
 
 #: How the baseline distances are named in the statistics.
 BASELINE_NAMES = {"cka": "CKA distance", "rsa": "RSA distance", "procrustes": "Procrustes distance"}
+#: The per-job stages whose manifests list per-model files.
+STAGES = ("train", "features")
 #: What a job manifest records of each model, besides the files it wrote.
 MANIFEST_KEYS = ("model_id", "status", "reason", "test_accuracy", "val_accuracy")
 
@@ -369,20 +371,32 @@ def verify(
     (its other members are kept). Returns one line per failed file; ``dry_run`` changes nothing.
     """
     lines = []
-    manifests = [layout.train_manifest(b) for b in batches]
-    manifests += [layout.features_manifest(b) for b in batches]
-    for manifest in (m for m in manifests if m.exists()):
-        try:
-            failed = storage.failed_files(manifest, hashes)
-        except storage.CorruptFileError:
-            failed = [str(manifest)]
-        for path in failed:
-            lines.append(f"{path} (listed in {manifest}) fails its check")
-            if not dry_run and Path(path).exists():
-                storage.set_aside(path)
-        if failed and not dry_run:
-            manifest.unlink(missing_ok=True)
+    for stage in STAGES:
+        for batch in batches:
+            failed = failed_files(layout, stage, batch, hashes)
+            lines += [f"{path} fails its check (job {stage}/{batch})" for path in failed]
+            if failed and not dry_run:
+                _set_aside(layout, stage, batch, failed)
+                layout.manifest(stage, batch).unlink(missing_ok=True)
     return lines
+
+
+def failed_files(layout: Layout, stage: str, batch: str, hashes: bool = False) -> list[str]:
+    """Files a finished job's manifest lists that fail their check (none if it has not run;
+    an unreadable manifest is itself the failed file)."""
+    manifest = layout.manifest(stage, batch)
+    if not manifest.exists():
+        return []
+    try:
+        return storage.failed_files(manifest, hashes)
+    except storage.CorruptFileError:
+        return [str(manifest)]
+
+
+def _set_aside(layout: Layout, stage: str, batch: str, failed: Sequence[str]) -> None:
+    for path in failed:
+        if Path(path).exists() and Path(path) != layout.manifest(stage, batch):
+            log.warning("%s fails its check: set aside as %s", path, storage.set_aside(path))
 
 
 def _manifest_row(metrics: dict[str, Any], out: Path, names: Sequence[str]) -> dict[str, Any]:

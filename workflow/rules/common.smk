@@ -7,7 +7,7 @@ from snakemake.settings.types import DeploymentMethod
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")
 
-from nnmanifold import steps
+from nnmanifold import UserError, steps
 from nnmanifold import zoo as zoo_lib
 from nnmanifold.config import ConfigError, validate
 from nnmanifold.embedding import MIN_MODELS
@@ -81,12 +81,18 @@ GEOMETRY_RUN = flags(
 )
 
 
-def check_manifests():
-    """A plain run checks the sizes of every per-model file the finished jobs list: a job whose
-    files were deleted or truncated runs again (``nnmanifold verify`` also checks contents).
-    """
-    for line in steps.verify(P, list(BATCHES), hashes=False, dry_run=workflow.dryrun):
-        logger.warning(line + ("" if workflow.dryrun else "; it will be regenerated"))
+def report_failed_files():
+    """Name per-model files that fail their size check (deleted, truncated, overwritten) with
+    the fix. Parsing changes nothing (it cannot tell a dry run from a run); `snakemake verify`
+    sets them aside so that the next run regenerates them, and no step reads them meanwhile:
+    a missing file stops its reader, a changed activation fails its checksum."""
+    for stage in steps.STAGES:
+        for batch in BATCHES:
+            for path in steps.failed_files(P, stage, batch):
+                logger.warning(
+                    f"{path} fails its size check (job {stage}/{batch}); run `snakemake verify`"
+                    " to have it regenerated"
+                )
 
 
 logger.info(plan.plan_line(list(SPECS.values()), P, S.data))
@@ -127,7 +133,7 @@ def feature_manifests():
 
 def previous_outputs(*names):
     """A per-batch job's per-model files from an earlier run, as an input function: a file
-    changed or truncated since (newer than the job's manifest) makes the job rerun."""
+    changed since (newer than the job's manifest) makes the job rerun."""
 
     def existing(wildcards):
         paths = [
@@ -157,4 +163,4 @@ def zoo_summary_line(path):
     return summary_line(pd.read_csv(path))
 
 
-check_manifests()
+report_failed_files()
