@@ -41,12 +41,18 @@ def expand(config: dict[str, Any]) -> list[dict[str, Any]]:
     seen: set[str] = set()
     for hp in configurations:
         for seed in zoo["seeds"]:
-            spec = _canonical(hp, seed, config)
-            mid = model_id(spec)
-            if mid not in seen:
-                seen.add(mid)
-                specs.append({"model_id": mid, **spec})
+            one = spec(hp, seed, config)
+            if one["model_id"] not in seen:
+                seen.add(one["model_id"])
+                specs.append(one)
     return specs
+
+
+def spec(hp: dict[str, Any], seed: int, config: dict[str, Any]) -> dict[str, Any]:
+    """One model's canonical spec with its id: the same configuration, seed and data always get
+    the same id, whether it comes from the zoo or from a search round."""
+    canonical = _canonical(hp, seed, config)
+    return {"model_id": model_id(canonical), **canonical}
 
 
 def table(specs: Sequence[dict[str, Any]]) -> pd.DataFrame:

@@ -23,9 +23,42 @@ except ConfigError as err:
 
 S = Settings.of(config)
 P = Layout(S.results)
-SPECS = {s["model_id"]: s for s in zoo_lib.expand(config)}
+ZOO_SPECS = zoo_lib.expand(config)
+# What model ids depend on (the zoo step and the search rounds make specs from it).
+ZOO_IDENTITY = canonical_json(
+    {
+        "zoo": config["zoo"],
+        "data": S.data.training_identity(),
+        "code_version": S.code_version,
+    }
+)
+
+
+def with_rounds(rounds):
+    """Specs and training jobs of the zoo plus the given search rounds: each round's new models
+    make their own jobs, so the zoo's jobs keep their names."""
+    specs = {s["model_id"]: s for s in ZOO_SPECS}
+    batches = zoo_lib.batches(list(specs), S.train.models_per_job)
+    for new in rounds:
+        ids = [s["model_id"] for s in new if s["model_id"] not in specs]
+        specs.update({s["model_id"]: s for s in new})
+        batches.update(zoo_lib.batches(ids, S.train.models_per_job))
+    return specs, batches
+
+
+# The zoo-level rules use the initial zoo plus every recorded round of the search (search.name).
+SPECS, BATCHES = with_rounds(steps.recorded_rounds(P, S.search.name))
 MODEL_IDS = list(SPECS)
-BATCHES = zoo_lib.batches(MODEL_IDS, S.train.models_per_job)
+
+
+def job_specs(batch):
+    """A training job's specs; a job of a search round recorded during this run is read from
+    the round files."""
+    specs, batches = SPECS, BATCHES
+    if batch not in batches:
+        specs, batches = with_rounds(steps.recorded_rounds(P, S.search.name))
+    return [specs[m] for m in batches[batch]]
+
 
 # The rules run `python -m nnmanifold ...`: find the package from its source folder, and run the
 # Python that runs Snakemake (the project's venv) unless rules get conda environments.
@@ -102,7 +135,16 @@ def final_targets():
     ]
     if S.sensitivity.in_default_run:
         targets.append(P.stats("sensitivity"))
+    if P.search_round(S.search.name, S.search.rounds).exists():
+        targets += search_targets()  # the search ran: its section stays in the report
     return targets
+
+
+def search_targets():
+    return [
+        *(P.search_table(S.search.name, t) for t in ("progress", "models")),
+        *(P.search_figure(S.search.name, f) for f in ("progress", "map")),
+    ]
 
 
 def train_manifests():
@@ -119,7 +161,9 @@ def previous_outputs(*names):
 
     def existing(wildcards):
         paths = [
-            P.model_dir(m) / name for m in BATCHES[wildcards.batch] for name in names
+            P.model_dir(s["model_id"]) / name
+            for s in job_specs(wildcards.batch)
+            for name in names
         ]
         return [p for p in paths if p.exists()]
 

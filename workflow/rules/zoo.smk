@@ -6,13 +6,7 @@ rule zoo:
     conda:
         "../../envs/train.yaml"
     params:
-        config=canonical_json(
-            {
-                "zoo": config["zoo"],
-                "data": S.data.training_identity(),
-                "code_version": S.code_version,
-            }
-        ),
+        config=ZOO_IDENTITY,
     shell:
         step("zoo") + " --config {params.config:q} > {log:q} 2>&1"
 
