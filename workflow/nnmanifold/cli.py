@@ -129,8 +129,12 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
     ),
     "zoo": (
         steps.zoo.__doc__,
-        {**_RESULTS, "--config": {"required": True, "help": "the validated config (JSON)"}},
-        lambda a: steps.zoo(Layout(a.results), json.loads(a.config)),
+        {
+            **_RESULTS,
+            "--config": {"required": True, "help": "the validated config (JSON)"},
+            "--search": {"default": None, "help": "a search whose recorded rounds join the zoo"},
+        },
+        lambda a: steps.zoo(Layout(a.results), json.loads(a.config), a.search),
     ),
     "provenance": (
         steps.provenance.__doc__,

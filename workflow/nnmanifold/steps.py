@@ -38,12 +38,17 @@ BASELINE_NAMES = {"cka": "CKA distance", "rsa": "RSA distance", "procrustes": "P
 MANIFEST_KEYS = ("model_id", "status", "reason", "test_accuracy", "val_accuracy")
 
 
-def zoo(layout: Layout, config: dict[str, Any]) -> None:
-    """Expand the zoo spec of a config (the parts models depend on) into the zoo table."""
+def zoo(layout: Layout, config: dict[str, Any], search: str | None = None) -> None:
+    """Expand the zoo spec of a config (the parts models depend on) into the zoo table; the
+    models of the recorded rounds of the search named ``search`` join it."""
     from nnmanifold import zoo as zoo_lib
     from nnmanifold.config import validate
 
     specs = zoo_lib.expand(validate(config))
+    ids = {s["model_id"] for s in specs}
+    for new in recorded_rounds(layout, search) if search else []:
+        specs += [s for s in new if s["model_id"] not in ids]
+        ids.update(s["model_id"] for s in new)
     storage.write_csv(layout.zoo, zoo_lib.table(specs))
     log.info("zoo of %d models written to %s", len(specs), layout.zoo)
 
