@@ -189,4 +189,20 @@ def zoo_summary_line(path):
     return summary_line(pd.read_csv(path))
 
 
+def search_batches(k):
+    """Training jobs of the zoo and of search rounds 1 .. k-1 (each waits for its checkpoint)."""
+    for j in range(1, k):
+        checkpoints.search_round.get(round=str(j))
+    return list(with_rounds(steps.recorded_rounds(P, S.search.name)[: k - 1])[1])
+
+
+SEARCH_RUN = " ".join(
+    [
+        GEOMETRY_RUN,
+        "--search {params.search:q} --geometry {params.geometry:q}",
+        "--embedding {params.embedding:q} --batches {params.batches:q}",
+    ]
+)
+
+
 check_manifests()

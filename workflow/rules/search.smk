@@ -4,22 +4,6 @@
 # sigma or of the map redraws the figures but never redraws or retrains an earlier round.
 
 
-def search_batches(k):
-    """Training jobs of the zoo and of search rounds 1 .. k-1 (each waits for its checkpoint)."""
-    for j in range(1, k):
-        checkpoints.search_round.get(round=str(j))
-    return list(with_rounds(steps.recorded_rounds(P, S.search.name)[: k - 1])[1])
-
-
-SEARCH_RUN = " ".join(
-    [
-        GEOMETRY_RUN,
-        "--search {params.search:q} --geometry {params.geometry:q}",
-        "--embedding {params.embedding:q} --batches {params.batches:q}",
-    ]
-)
-
-
 checkpoint search_round:
     input:
         manifests=lambda w: [P.train_manifest(b) for b in search_batches(int(w.round))],
@@ -39,10 +23,13 @@ checkpoint search_round:
         geometry=S.geometry.identity_json(),
         embedding=S.embedding.identity_json(),
     shell:
-        step("search-round", flags(models_per_job=S.train.models_per_job))
-        + " --round {wildcards.round} --config {params.config:q} "
-        + SEARCH_RUN
-        + " > {log:q} 2>&1"
+        step(
+            "search-round",
+            flags(models_per_job=S.train.models_per_job),
+            "--round {wildcards.round} --config {params.config:q}",
+            SEARCH_RUN,
+            "> {log:q} 2>&1",
+        )
 
 
 rule search_report:
@@ -78,7 +65,7 @@ rule search_report:
         geometry=S.geometry.identity_json(),
         embedding=S.embedding.identity_json(),
     shell:
-        step("search-report") + " " + SEARCH_RUN + " > {log:q} 2>&1"
+        step("search-report", SEARCH_RUN, "> {log:q} 2>&1")
 
 
 rule search:
