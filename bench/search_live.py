@@ -46,13 +46,13 @@ def run_search(args: argparse.Namespace, method: str, seed: int) -> pd.DataFrame
         str(Path(sys.executable).parent / "snakemake"),
         "-s",
         str(ROOT / "Snakefile"),
+        "search",  # before --config, which takes every word after it
         "--cores",
         str(args.cores),
         "--configfile",
         args.configfile,
         "--config",
         f"search={search}",
-        "search",
     ]
     subprocess.run(cmd, cwd=args.workdir, check=True, capture_output=True)
     return pd.read_csv(Path(args.workdir) / "results" / "search" / name / "progress.csv")
