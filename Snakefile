@@ -30,6 +30,7 @@ include: "workflow/rules/geometry.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/sensitivity.smk"
+include: "workflow/rules/search.smk"
 
 
 onsuccess:

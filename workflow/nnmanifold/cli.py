@@ -22,6 +22,7 @@ from nnmanifold.settings import (
     EmbeddingSettings,
     FeatureSettings,
     GeometrySettings,
+    SearchSettings,
     SensitivitySettings,
     StatsSettings,
 )
@@ -44,6 +45,10 @@ _GEOMETRY = {
 }
 _BASELINES = {"--baselines": {"nargs": "*", "default": [], "help": "baseline distances"}}
 _STATS = {"--stats": {"required": True, "help": "identity of the stats section (JSON)"}}
+_SEARCH = {
+    "--search": {"required": True, "help": "identity of the search section (JSON)"},
+    "--embedding": {"required": True, "help": "the embedding section (JSON)"},
+}
 
 
 def _data(a: argparse.Namespace) -> DataSettings:
@@ -124,8 +129,12 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
     ),
     "zoo": (
         steps.zoo.__doc__,
-        {**_RESULTS, "--config": {"required": True, "help": "the validated config (JSON)"}},
-        lambda a: steps.zoo(Layout(a.results), json.loads(a.config)),
+        {
+            **_RESULTS,
+            "--config": {"required": True, "help": "the validated config (JSON)"},
+            "--search": {"default": None, "help": "a search whose recorded rounds join the zoo"},
+        },
+        lambda a: steps.zoo(Layout(a.results), json.loads(a.config), a.search),
     ),
     "provenance": (
         steps.provenance.__doc__,
@@ -219,6 +228,39 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             a.batches,
             SensitivitySettings.parse(a.sensitivity, in_default_run=True),
             StatsSettings.parse(a.stats),
+        ),
+    ),
+    "search-round": (
+        steps.search_round.__doc__,
+        {
+            **_RESULTS,
+            **_BATCHES,
+            **_GEOMETRY,
+            **_SEARCH,
+            "--round": {"type": int, "required": True, "help": "the round to record (1, 2, ...)"},
+            "--config": {"required": True, "help": "the zoo config, as the zoo step takes it"},
+            "--models-per-job": {"type": int, "default": 8, "help": "models per training job"},
+        },
+        lambda a: steps.search_round(
+            Layout(a.results),
+            a.round,
+            a.batches,
+            SearchSettings.parse(a.search),
+            json.loads(a.config),
+            _geometry(a),
+            EmbeddingSettings.parse(a.embedding),
+            a.models_per_job,
+        ),
+    ),
+    "search-report": (
+        steps.search_report.__doc__,
+        {**_RESULTS, **_BATCHES, **_GEOMETRY, **_SEARCH},
+        lambda a: steps.search_report(
+            Layout(a.results),
+            a.batches,
+            SearchSettings.parse(a.search),
+            _geometry(a),
+            EmbeddingSettings.parse(a.embedding),
         ),
     ),
     "map": (

@@ -127,6 +127,26 @@ class Layout:
     def distance_cache(self) -> Path:
         return self.root / "cache" / "distances.h5"
 
+    # search (results/search/<name>/)
+    def search_dir(self, name: str) -> Path:
+        return self.root / "search" / name
+
+    def search_round(self, name: str, k: int | str) -> Path:
+        """Round ``k``'s proposals (specs with ids): written once, never redrawn (not declared)."""
+        return self.search_dir(name) / f"round{k}.json"
+
+    def search_batches(self, name: str, k: int | str) -> Path:
+        """Round ``k``'s training jobs: the search checkpoint's declared output."""
+        return self.search_dir(name) / f"round{k}.batches.json"
+
+    def search_table(self, name: str, table: str) -> Path:
+        """``search/<name>/<table>.csv``: ``progress`` (per round) or ``models`` (per model)."""
+        return self.search_dir(name) / f"{table}.csv"
+
+    def search_figure(self, name: str, figure: str) -> Path:
+        """``search/<name>/<figure>.png`` (PDF beside it): ``progress`` or ``map``."""
+        return self.search_dir(name) / f"{figure}.png"
+
     # statistics, figures, logs
     def stats(self, name: str) -> Path:
         """``stats/<name>.csv``: zoo_summary, feature_correlations, map_informativeness, ..."""

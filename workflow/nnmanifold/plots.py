@@ -355,6 +355,29 @@ def summary(
 
 
 @_styled
+def search_progress(progress: pd.DataFrame) -> Figure:
+    """Best-so-far validation accuracy per search round (the selection), with the test
+    accuracy of the chosen model beside it (reported, never selected on)."""
+    _require(progress, ["round", "best_val_accuracy", "best_test_accuracy"], "search progress")
+    fig = _figure(SINGLE_COLUMN, 2.4)
+    ax = fig.add_subplot()
+    ax.plot(progress["round"], progress["best_val_accuracy"], marker="o", label="validation")
+    ax.plot(
+        progress["round"],
+        progress["best_test_accuracy"],
+        marker="s",
+        linestyle="--",
+        label="test (of the chosen model)",
+    )
+    ax.set_xticks(progress["round"])
+    ax.set_xlabel("round (0: initial zoo)")
+    ax.set_ylabel("best accuracy so far (%)")
+    ax.yaxis.set_major_formatter(_percent())
+    ax.legend(frameon=False)
+    return fig
+
+
+@_styled
 def sensitivity(table: pd.DataFrame) -> Figure:
     """LOO R^2 over kernel sigma (rows) x normalisation (columns), one panel per t and layer."""
     keys = ["sigma", "normalization", "t", "layer"]

@@ -166,6 +166,17 @@ class SensitivitySettings(Section):
 
 
 @dataclass(frozen=True)
+class SearchSettings(Section):
+    """Manifold-guided search: ``rounds`` of ``per_round`` proposals, drawn by ``method``."""
+
+    rounds: int
+    per_round: int
+    seed: int
+    name: str
+    method: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every section of a validated config (the zoo spec stays plain data: ``zoo.expand``)."""
 
@@ -180,6 +191,7 @@ class Settings:
     features: FeatureSettings
     stats: StatsSettings
     sensitivity: SensitivitySettings
+    search: SearchSettings
 
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> Settings:
@@ -195,4 +207,5 @@ class Settings:
             features=FeatureSettings.of(config["features"]),
             stats=StatsSettings.of(config["stats"]),
             sensitivity=SensitivitySettings.of(config["sensitivity"]),
+            search=SearchSettings.of(config["search"]),
         )

@@ -41,12 +41,18 @@ def expand(config: dict[str, Any]) -> list[dict[str, Any]]:
     seen: set[str] = set()
     for hp in configurations:
         for seed in zoo["seeds"]:
-            spec = _canonical(hp, seed, config)
-            mid = model_id(spec)
-            if mid not in seen:
-                seen.add(mid)
-                specs.append({"model_id": mid, **spec})
+            one = spec(hp, seed, config)
+            if one["model_id"] not in seen:
+                seen.add(one["model_id"])
+                specs.append(one)
     return specs
+
+
+def spec(hp: dict[str, Any], seed: int, config: dict[str, Any]) -> dict[str, Any]:
+    """One model's canonical spec with its id: the same configuration, seed and data always get
+    the same id, whether it comes from the zoo or from a search round."""
+    canonical = _canonical(hp, seed, config)
+    return {"model_id": model_id(canonical), **canonical}
 
 
 def table(specs: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -93,12 +99,13 @@ def check_layer(specs: Sequence[dict[str, Any]], layer: str | None) -> None:
 
 
 #: A training job's name: "b" and the binary prefix its members' ids share (ids are 48 bits).
-BATCH_PATTERN = "b[01]{0,48}"
+BATCH_PATTERN = "(?:r[0-9]+)?b[01]{0,48}"
 
 
-def batches(ids: Sequence[str], per_job: int) -> dict[str, list[str]]:
+def batches(ids: Sequence[str], per_job: int, prefix: str = "b") -> dict[str, list[str]]:
     """Training jobs as buckets of model ids: a bucket holds the ids that start with one binary
-    prefix (named ``b<prefix>``), and a bucket of more than ``per_job`` ids is split in two.
+    prefix (named ``<prefix><bits>``; search round k uses ``r<k>b``), and a bucket of more than
+    ``per_job`` ids is split in two.
 
     Which job holds a model depends on the set of ids alone (never on order, device or hardware),
     so adding or removing a model changes the bucket that holds it and no other, unless that
@@ -109,13 +116,13 @@ def batches(ids: Sequence[str], per_job: int) -> dict[str, list[str]]:
     bits = {i: _bits(i) for i in ids}
     jobs: dict[str, list[str]] = {}
 
-    def split(prefix: str, members: list[str]) -> None:
-        if len(members) <= per_job or len(prefix) == len(bits[members[0]]):
-            jobs[f"b{prefix}"] = members
+    def split(head: str, members: list[str]) -> None:
+        if len(members) <= per_job or len(head) == len(bits[members[0]]):
+            jobs[f"{prefix}{head}"] = members
             return
         for bit in "01":
-            if side := [m for m in members if bits[m][len(prefix)] == bit]:
-                split(prefix + bit, side)
+            if side := [m for m in members if bits[m][len(head)] == bit]:
+                split(head + bit, side)
 
     if ids:
         split("", list(ids))

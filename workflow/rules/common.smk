@@ -23,13 +23,45 @@ except ConfigError as err:
 
 S = Settings.of(config)
 P = Layout(S.results)
-SPECS = {s["model_id"]: s for s in zoo_lib.expand(config)}
+ZOO_SPECS = zoo_lib.expand(config)
+# What model ids depend on (the zoo step and the search rounds make specs from it).
+ZOO_IDENTITY = canonical_json(
+    {
+        "zoo": config["zoo"],
+        "data": S.data.training_identity(),
+        "code_version": S.code_version,
+    }
+)
+
+
+def with_rounds(rounds):
+    """Specs and training jobs of the zoo plus the given search rounds: each round's new models
+    make their own jobs, so the zoo's jobs keep their names."""
+    specs = {s["model_id"]: s for s in ZOO_SPECS}
+    batches = zoo_lib.batches(list(specs), S.train.models_per_job)
+    for k, new in enumerate(rounds, start=1):
+        ids = [s["model_id"] for s in new if s["model_id"] not in specs]
+        specs.update({s["model_id"]: s for s in new})
+        batches.update(zoo_lib.batches(ids, S.train.models_per_job, prefix=f"r{k}b"))
+    return specs, batches
+
+
+# The zoo-level rules use the initial zoo plus every recorded round of the search (search.name).
+SPECS, BATCHES = with_rounds(steps.recorded_rounds(P, S.search.name))
 try:
     zoo_lib.check_layer(list(SPECS.values()), S.geometry.layer)
 except UserError as err:
     raise WorkflowError(str(err)) from None
 MODEL_IDS = list(SPECS)
-BATCHES = zoo_lib.batches(MODEL_IDS, S.train.models_per_job)
+
+
+def job_specs(batch):
+    """A training job's specs; a job of a search round recorded during this run is read from
+    the round files."""
+    specs, batches = SPECS, BATCHES
+    if batch not in batches:
+        specs, batches = with_rounds(steps.recorded_rounds(P, S.search.name))
+    return [specs[m] for m in batches[batch]]
 
 
 def quoted(value):
@@ -120,7 +152,16 @@ def final_targets():
     ]
     if S.sensitivity.in_default_run:
         targets.append(P.stats("sensitivity"))
+    if P.search_round(S.search.name, S.search.rounds).exists():
+        targets += search_targets()  # the search ran: its section stays in the report
     return targets
+
+
+def search_targets():
+    return [
+        *(P.search_table(S.search.name, t) for t in ("progress", "models")),
+        *(P.search_figure(S.search.name, f) for f in ("progress", "map")),
+    ]
 
 
 def train_manifests():
@@ -137,7 +178,9 @@ def previous_outputs(*names):
 
     def existing(wildcards):
         paths = [
-            P.model_dir(m) / name for m in BATCHES[wildcards.batch] for name in names
+            P.model_dir(s["model_id"]) / name
+            for s in job_specs(wildcards.batch)
+            for name in names
         ]
         return [p for p in paths if p.exists()]
 
@@ -161,6 +204,22 @@ def zoo_summary_line(path):
     from nnmanifold.stats import summary_line
 
     return summary_line(pd.read_csv(path))
+
+
+def search_batches(k):
+    """Training jobs of the zoo and of search rounds 1 .. k-1 (each waits for its checkpoint)."""
+    for j in range(1, k):
+        checkpoints.search_round.get(round=str(j))
+    return list(with_rounds(steps.recorded_rounds(P, S.search.name)[: k - 1])[1])
+
+
+SEARCH_RUN = " ".join(
+    [
+        GEOMETRY_RUN,
+        "--search {params.search:q} --geometry {params.geometry:q}",
+        "--embedding {params.embedding:q} --batches {params.batches:q}",
+    ]
+)
 
 
 report_failed_files()

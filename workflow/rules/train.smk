@@ -15,7 +15,7 @@ rule train:
     resources:
         gpu=train_gpus(),
     params:
-        specs=lambda w: canonical_json([SPECS[i] for i in BATCHES[w.batch]]),
+        specs=lambda w: canonical_json(job_specs(w.batch)),
     shell:
         step("train", DATA_ACCESS, TRAIN_RUN)
         + " --batch {wildcards.batch:q} --specs {params.specs:q} --threads {threads} > {log:q} 2>&1"

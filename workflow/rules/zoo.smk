@@ -1,4 +1,10 @@
+# The zoo table lists the initial zoo and the models of every recorded search round.
 rule zoo:
+    input:
+        rounds=[
+            P.search_round(S.search.name, k)
+            for k in range(1, len(steps.recorded_rounds(P, S.search.name)) + 1)
+        ],
     output:
         P.zoo,
     log:
@@ -6,15 +12,10 @@ rule zoo:
     conda:
         "../../envs/train.yaml"
     params:
-        config=canonical_json(
-            {
-                "zoo": config["zoo"],
-                "data": S.data.training_identity(),
-                "code_version": S.code_version,
-            }
-        ),
+        config=ZOO_IDENTITY,
     shell:
-        step("zoo") + " --config {params.config:q} > {log:q} 2>&1"
+        step("zoo", flags(search=S.search.name))
+        + " --config {params.config:q} > {log:q} 2>&1"
 
 
 rule probe:

@@ -1,0 +1,73 @@
+# `snakemake search` (not part of the default run): rounds of search.per_round new models, each
+# proposed from the models before it (round 0: the zoo), trained by the `train` rule. A recorded
+# round (results/search/<name>/round<k>.json) is frozen: the step keeps it, so a later change of
+# sigma or of the map redraws the figures but never redraws or retrains an earlier round.
+
+
+checkpoint search_round:
+    input:
+        manifests=lambda w: [P.train_manifest(b) for b in search_batches(int(w.round))],
+        probe=P.probe,
+    output:
+        P.search_batches(S.search.name, "{round}"),
+    log:
+        P.log("search", "round{round}"),
+    wildcard_constraints:
+        round="[1-9][0-9]*",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        batches=lambda w: search_batches(int(w.round)),
+        search=S.search.identity_json(),
+        config=ZOO_IDENTITY,
+        geometry=S.geometry.identity_json(),
+        embedding=S.embedding.identity_json(),
+    shell:
+        step(
+            "search-round",
+            flags(models_per_job=S.train.models_per_job),
+            "--round {wildcards.round} --config {params.config:q}",
+            SEARCH_RUN,
+            "> {log:q} 2>&1",
+        )
+
+
+rule search_report:
+    input:
+        manifests=lambda w: [
+            P.train_manifest(b) for b in search_batches(S.search.rounds + 1)
+        ],
+        probe=P.probe,
+    output:
+        progress=report(
+            P.search_table(S.search.name, "progress"),
+            caption="../report/search_table.rst",
+            category="Search",
+        ),
+        models=P.search_table(S.search.name, "models"),
+        progress_figure=report(
+            P.search_figure(S.search.name, "progress"),
+            caption="../report/search_progress.rst",
+            category="Search",
+        ),
+        map=report(
+            P.search_figure(S.search.name, "map"),
+            caption="../report/search_map.rst",
+            category="Search",
+        ),
+    log:
+        P.log("search", "report"),
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        batches=lambda w: search_batches(S.search.rounds + 1),
+        search=S.search.identity_json(),
+        geometry=S.geometry.identity_json(),
+        embedding=S.embedding.identity_json(),
+    shell:
+        step("search-report", SEARCH_RUN, "> {log:q} 2>&1")
+
+
+rule search:
+    input:
+        search_targets(),
