@@ -43,12 +43,30 @@ def shape_key(spec: dict[str, Any]) -> str:
     return json.dumps({**shape, "data": spec["data"]}, sort_keys=True)
 
 
-def initial_state(
-    spec: dict[str, Any], input_shape: tuple[int, ...], n_classes: int
-) -> dict[str, torch.Tensor]:
-    """A member's initial weights, drawn exactly as the one-model path draws them."""
-    pl.seed_everything(spec["seed"], workers=True, verbose=False)
-    return Classifier(spec, input_shape, n_classes).state_dict()
+def classifier(spec: dict[str, Any], input_shape: tuple[int, ...], n_classes: int) -> Classifier:
+    """A Classifier for ``spec``, built in a plain function: built in an ``__init__``, Lightning's
+    ``save_hyperparameters`` would also collect (and deep-copy) that ``__init__``'s arguments."""
+    return Classifier(spec, input_shape, n_classes)
+
+
+def initial_states(
+    specs: Sequence[dict[str, Any]], input_shape: tuple[int, ...], n_classes: int
+) -> list[dict[str, torch.Tensor]]:
+    """Same-shaped members' initial weights, drawn exactly as the one-model path draws them.
+
+    There ``pl.seed_everything(seed)`` seeds torch's CPU generator and the Classifier's layers
+    initialise in construction order; re-initialising one template's layers in that order under
+    each seed gives the same bits without building (and seeding every device for) each model.
+    """
+    model = classifier(specs[0], input_shape, n_classes)
+    layers = [m for m in model.modules() if hasattr(m, "reset_parameters")]
+    states = []
+    for spec in specs:
+        torch.default_generator.manual_seed(spec["seed"])
+        for layer in layers:
+            layer.reset_parameters()
+        states.append({n: v.clone() for n, v in model.state_dict().items()})
+    return states
 
 
 def epoch_order(seeds: Sequence[int], epochs: Sequence[int], n: int) -> torch.Tensor:
@@ -236,7 +254,7 @@ def adam_update(
 class GroupClassifier(pl.LightningModule):
     """K same-shaped Classifiers trained as one computation (manual optimisation).
 
-    ``states`` are the members' starting points: ``initial_state`` or a member checkpoint's
+    ``states`` are the members' starting points: ``fresh_states`` or a member checkpoint's
     (weights, optimiser buffers, epochs done). Each Lightning epoch trains every member that is
     not done or diverged on its own next epoch; a finished member's weights stop changing.
     """
@@ -253,7 +271,7 @@ class GroupClassifier(pl.LightningModule):
         if len({shape_key(s) for s in self.specs}) != 1:
             raise ValueError("a group holds models of one shape; split the specs by shape_key")
         spec = self.specs[0]
-        template = Classifier(spec, dataset.input_shape, dataset.n_classes)
+        template = classifier(spec, dataset.input_shape, dataset.n_classes)
         self.blocks = layout(template)
         self.activation = ACTIVATIONS[spec["activation"]]()
         self.batch_size, self.adam = spec["batch_size"], spec["optimizer"] == "adam"
@@ -405,7 +423,7 @@ class GroupClassifier(pl.LightningModule):
             logits, _ = forward(self.blocks, params, self.activation, xs, True)
             target = ys.expand(len(members), -1)
             loss += member_cross_entropy(logits, target) * len(ys)
-            correct += (logits.argmax(2) == target).sum(1)
+            correct += (logits.transpose(1, 2).argmax(1) == target).sum(1)  # outer class axis
         return (loss / len(y)).tolist(), (correct / len(y)).tolist()
 
     @torch.no_grad()
@@ -442,20 +460,30 @@ class GroupClassifier(pl.LightningModule):
         }
 
 
+def fresh_states(
+    specs: Sequence[dict[str, Any]], input_shape: tuple[int, ...], n_classes: int
+) -> list[dict[str, Any]]:
+    """Same-shaped members that have not trained yet: initial weights, zero optimiser state."""
+    weights = initial_states(specs, input_shape, n_classes)
+    zeros = {n: torch.zeros_like(v) for n, v in weights[0].items()}
+    slots = ("exp_avg", "exp_avg_sq") if specs[0]["optimizer"] == "adam" else ("momentum_buffer",)
+    return [
+        {
+            "state_dict": state,
+            "optim": {slot: zeros for slot in slots},
+            "adam_step": 0.0,
+            "diverged": False,
+            "epochs_completed": 0,
+        }
+        for state in weights
+    ]
+
+
 def fresh_state(
     spec: dict[str, Any], input_shape: tuple[int, ...], n_classes: int
 ) -> dict[str, Any]:
-    """A member that has not trained yet: its initial weights and zero optimiser state."""
-    state = initial_state(spec, input_shape, n_classes)
-    zeros = {n: torch.zeros_like(v) for n, v in state.items()}
-    slots = ("exp_avg", "exp_avg_sq") if spec["optimizer"] == "adam" else ("momentum_buffer",)
-    return {
-        "state_dict": state,
-        "optim": {slot: zeros for slot in slots},
-        "adam_step": 0.0,
-        "diverged": False,
-        "epochs_completed": 0,
-    }
+    """A member that has not trained yet (see ``fresh_states``)."""
+    return fresh_states([spec], input_shape, n_classes)[0]
 
 
 def member_bytes(spec: dict[str, Any], dataset: Dataset) -> int:
