@@ -440,7 +440,8 @@ class GroupClassifier(pl.LightningModule):
             logits, _ = forward(self.blocks, params, self.activation, xs, True)
             target = ys.expand(len(members), -1)
             loss += member_cross_entropy(logits, target) * len(ys)
-            correct += (logits.transpose(1, 2).argmax(1) == target).sum(1)  # outer class axis
+            # first maximum, as argmax; over the outer class axis, where max is 5x faster
+            correct += (logits.transpose(1, 2).max(1).indices == target).sum(1)
         return (loss / len(y)).tolist(), (correct / len(y)).tolist()
 
     @torch.no_grad()

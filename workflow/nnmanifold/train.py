@@ -321,7 +321,7 @@ class MemberWriter(Checkpoint):
                 module.size,
             )
 
-        # the files are independent and mostly wait on fsync: write several at once
+        # the files are independent; creating and renaming them waits on the file system
         with ThreadPoolExecutor(WRITERS) as pool:
             list(pool.map(record, range(len(members)), members))
 
