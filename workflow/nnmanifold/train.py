@@ -151,6 +151,8 @@ def train_job(
     """Train a job's models, in its order: same-shaped ones together in device-sized groups.
 
     Complete models are kept; a model with a one-model checkpoint resumes on the one-model path.
+    Every file is on disk when this returns (groups flush theirs with one ``storage.sync_all``),
+    so the job manifest its caller writes next lists only durable files.
     """
     dirs = {s["model_id"]: Layout(results).model_dir(s["model_id"]) for s in specs}
     done: dict[str, dict[str, Any]] = {}
