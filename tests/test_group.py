@@ -108,7 +108,7 @@ def test_member_cross_entropy_equals_torch_per_model():
 
 
 def test_dropout_stream_is_per_model_uniform_and_keyed():
-    keys = torch.tensor([group.dropout_key(s, 0) for s in (0, 1, 2)])
+    keys = group.dropout_keys([0, 1, 2], [0, 0, 0])
     u = group.uniforms(keys, 5, (200, 50))
     alone = group.uniforms(keys[1:2], 5, (200, 50))
     assert torch.equal(u[1], alone[0])  # a row depends on its own key only

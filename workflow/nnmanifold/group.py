@@ -110,11 +110,6 @@ def dropout_keys(seeds: Sequence[int], epochs: Sequence[int]) -> torch.Tensor:
     return mix32(mix32(salted) ^ torch.tensor(epochs, dtype=torch.int64))
 
 
-def dropout_key(seed: int, epoch: int) -> int:
-    """The key of a model's dropout stream in one of its epochs."""
-    return int(dropout_keys([seed], [epoch])[0])
-
-
 @dataclass(frozen=True)
 class Block:
     """One layer of a Classifier: where its weights live in the state dict and what follows it."""
@@ -333,7 +328,7 @@ class GroupClassifier(pl.LightningModule):
         """The stacked weights by Classifier state-dict name (optionally some members only)."""
         if members is None:
             return dict(zip(self.names, self.weights, strict=True))
-        idx = torch.as_tensor(list(members), device=self.device)
+        idx = torch.as_tensor(list(members), dtype=torch.long, device=self.device)
         return {n: w.detach()[idx] for n, w in zip(self.names, self.weights, strict=True)}
 
     def training_members(self) -> list[int]:
@@ -452,30 +447,37 @@ class GroupClassifier(pl.LightningModule):
         )
         return [{n: h[j].cpu() for n, h in hidden.items()} for j in range(len(members))]
 
-    def member_checkpoint(self, k: int) -> dict[str, Any]:
-        """Member k's resume state: weights, optimiser buffers, epochs done, RNG positions."""
-        state = {
-            n: w.detach()[k].cpu().clone() for n, w in zip(self.names, self.weights, strict=True)
-        }
-        optim = {
-            slot: {
-                n: getattr(self, f"{slot}_{i}")[k].cpu().clone() for i, n in enumerate(self.names)
-            }
+    def member_checkpoints(self, members: Sequence[int]) -> list[dict[str, Any]]:
+        """Members' resume states: weights, optimiser buffers, epochs done, RNG positions.
+
+        Gathered for all of them at once (one copy to the host per tensor), then one small
+        checkpoint each: a member resumes on its own, in whatever group it lands next.
+        """
+        idx = torch.as_tensor(list(members), dtype=torch.long, device=self.device)
+        weights = {n: w.detach()[idx].cpu() for n, w in zip(self.names, self.weights, strict=True)}
+        buffers = {
+            slot: {n: getattr(self, f"{slot}_{i}")[idx].cpu() for i, n in enumerate(self.names)}
             for slot in self.slots
         }
-        done = self.done[k]
-        return {
-            "state_dict": state,
-            "optim": optim,
-            "adam_step": float(self.adam_step[k]),
-            "diverged": bool(self.diverged[k]),
-            "epochs_completed": done,
-            # counter-based streams: the next epoch's data order and dropout keys
-            "rng": {
-                "data_order_seed": self.seeds[k] * 100_003 + done,
-                "dropout_key": dropout_key(self.seeds[k], done),
-            },
-        }
+        adam_step, diverged = self.adam_step[idx].tolist(), self.diverged[idx].tolist()
+        seeds, done = [self.seeds[k] for k in members], [self.done[k] for k in members]
+        keys = dropout_keys(seeds, done).tolist()
+        return [
+            {
+                # clones: saving a view would save the whole group's tensor
+                "state_dict": {n: v[j].clone() for n, v in weights.items()},
+                "optim": {
+                    slot: {n: v[j].clone() for n, v in tensors.items()}
+                    for slot, tensors in buffers.items()
+                },
+                "adam_step": float(adam_step[j]),
+                "diverged": bool(diverged[j]),
+                "epochs_completed": done[j],
+                # counter-based streams: the next epoch's data order and dropout keys
+                "rng": {"data_order_seed": seeds[j] * 100_003 + done[j], "dropout_key": keys[j]},
+            }
+            for j in range(len(members))
+        ]
 
 
 def fresh_states(

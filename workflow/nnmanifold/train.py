@@ -267,13 +267,13 @@ class MemberWriter(Checkpoint):
         ]
         continuing = [k for k in stats["members"] if k not in finished]
 
-        def save(k: int) -> None:
+        def save(k: int, checkpoint: dict[str, Any]) -> None:
             path = self.dirs[k] / "checkpoints" / GROUP_CHECKPOINT
             with storage.atomic_path(path, durable=False) as tmp:
-                torch.save(module.member_checkpoint(k), tmp)
+                torch.save(checkpoint, tmp)
 
         with ThreadPoolExecutor(WRITERS) as pool:
-            list(pool.map(save, continuing))
+            list(pool.map(save, continuing, module.member_checkpoints(continuing)))
         self.write(module, finished)
         for k in stats["members"]:
             epoch = module.done[k] - (not diverged[k])
