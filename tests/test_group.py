@@ -91,8 +91,24 @@ def test_vectorised_optimiser_follows_torch_optim(optimizer):
         torch.testing.assert_close(p[k], ref.detach(), rtol=1e-6, atol=1e-7)
 
 
+def test_member_cross_entropy_equals_torch_per_model():
+    gen = torch.Generator().manual_seed(0)
+    K, n, C = 3, 7, 10
+    feature_major = torch.randn(K, C, n, generator=gen) * 5  # the layout forward gives
+    logits = feature_major.transpose(1, 2).requires_grad_()
+    y = torch.randint(0, C, (K, n), generator=gen)
+    weights = torch.tensor([1.0, 0.0, 2.5])
+    (group.member_cross_entropy(logits, y) * weights).sum().backward()
+    for k in range(K):
+        ref = logits.detach()[k].clone().requires_grad_()
+        loss = torch.nn.functional.cross_entropy(ref, y[k])
+        torch.testing.assert_close(group.member_cross_entropy(logits, y)[k], loss)
+        (loss * weights[k]).backward()
+        torch.testing.assert_close(logits.grad[k], ref.grad)
+
+
 def test_dropout_stream_is_per_model_uniform_and_keyed():
-    keys = torch.tensor([group.dropout_key(s, 0) for s in (0, 1, 2)])
+    keys = group.dropout_keys([0, 1, 2], [0, 0, 0])
     u = group.uniforms(keys, 5, (200, 50))
     alone = group.uniforms(keys[1:2], 5, (200, 50))
     assert torch.equal(u[1], alone[0])  # a row depends on its own key only

@@ -31,6 +31,9 @@ from nnmanifold.models import ACTIVATIONS, Classifier
 SHAPE_KEYS = ("arch", "depth", "width", "channels", "activation", "batch_size", "optimizer")
 #: Adam's defaults in torch.optim (the one-model path uses them).
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+#: An epoch's mini-batches reach Lightning in at most this many training steps (chunks), so
+#: Lightning's per-step cost (~2 ms on a CPU) is paid a few times an epoch, not per mini-batch.
+STEPS_PER_EPOCH = 16
 _M32 = 0xFFFFFFFF
 
 
@@ -40,12 +43,30 @@ def shape_key(spec: dict[str, Any]) -> str:
     return json.dumps({**shape, "data": spec["data"]}, sort_keys=True)
 
 
-def initial_state(
-    spec: dict[str, Any], input_shape: tuple[int, ...], n_classes: int
-) -> dict[str, torch.Tensor]:
-    """A member's initial weights, drawn exactly as the one-model path draws them."""
-    pl.seed_everything(spec["seed"], workers=True, verbose=False)
-    return Classifier(spec, input_shape, n_classes).state_dict()
+def classifier(spec: dict[str, Any], input_shape: tuple[int, ...], n_classes: int) -> Classifier:
+    """A Classifier for ``spec``, built in a plain function: built in an ``__init__``, Lightning's
+    ``save_hyperparameters`` would also collect (and deep-copy) that ``__init__``'s arguments."""
+    return Classifier(spec, input_shape, n_classes)
+
+
+def initial_states(
+    specs: Sequence[dict[str, Any]], input_shape: tuple[int, ...], n_classes: int
+) -> list[dict[str, torch.Tensor]]:
+    """Same-shaped members' initial weights, drawn exactly as the one-model path draws them.
+
+    There ``pl.seed_everything(seed)`` seeds torch's CPU generator and the Classifier's layers
+    initialise in construction order; re-initialising one template's layers in that order under
+    each seed gives the same bits without building (and seeding every device for) each model.
+    """
+    model = classifier(specs[0], input_shape, n_classes)
+    layers = [m for m in model.modules() if hasattr(m, "reset_parameters")]
+    states = []
+    for spec in specs:
+        torch.default_generator.manual_seed(spec["seed"])
+        for layer in layers:
+            layer.reset_parameters()
+        states.append({n: v.clone() for n, v in model.state_dict().items()})
+    return states
 
 
 def epoch_order(seeds: Sequence[int], epochs: Sequence[int], n: int) -> torch.Tensor:
@@ -83,9 +104,10 @@ def uniforms(keys: torch.Tensor, counter: int, shape: tuple[int, ...]) -> torch.
     return ((bits >> 8).to(torch.float32) * 2.0**-24).view(len(keys), *shape)
 
 
-def dropout_key(seed: int, epoch: int) -> int:
-    """The key of a model's dropout stream in one of its epochs."""
-    return int(mix32(mix32(torch.tensor(seed + 0x632BE5AB)) ^ epoch))
+def dropout_keys(seeds: Sequence[int], epochs: Sequence[int]) -> torch.Tensor:
+    """The keys (K,) of models' dropout streams, each in one of its epochs."""
+    salted = torch.tensor(seeds, dtype=torch.int64) + 0x632BE5AB
+    return mix32(mix32(salted) ^ torch.tensor(epochs, dtype=torch.int64))
 
 
 @dataclass(frozen=True)
@@ -124,6 +146,9 @@ def forward(
 
     ``x`` is one input batch for all (``shared``, shape (n, ...)) or one per model (K, n, ...).
     ``drop`` = (p, keys, counter) applies each model's dropout after its dense hidden layers.
+    Dense layers run feature-major, (K, features, n), and the results are views of that: each
+    weight's gradient then comes out in the weight's own layout (no copy per step), and the loss
+    reduces over an outer class axis (see ``member_cross_entropy``).
     """
     K = params[blocks[0].weight].shape[0]
     hidden: dict[str, torch.Tensor] = {}
@@ -139,30 +164,57 @@ def forward(
                 h = F.max_pool2d(h, 2)
             hidden[block.name] = h.view(h.shape[0], K, -1).transpose(0, 1)
             continue
-        if (
-            i > 0 and blocks[i - 1].kind == "conv"
-        ):  # (n, K*C, H, W): each model's features, flattened
-            h = h.view(h.shape[0], K, -1).transpose(0, 1)
+        if i > 0 and blocks[i - 1].kind == "conv":  # (n, K*C, H, W): each model's features
+            h = h.view(h.shape[0], K, -1).permute(1, 2, 0)
         elif i == 0:
-            h = h.flatten(1) if shared else h.flatten(2)
+            h = h.flatten(1).T if shared else h.flatten(2).transpose(1, 2)
         if i == 0 and shared:
-            h = torch.matmul(h, w.transpose(1, 2)) + b[:, None, :]
+            h = torch.matmul(w, h) + b[:, :, None]
         else:
-            h = torch.baddbmm(b[:, None, :], h, w.transpose(1, 2))
+            h = torch.baddbmm(b[:, :, None], w, h)
         if block.name == "head":
-            return h, hidden
+            return h.transpose(1, 2), hidden
         h = activation(h)
-        hidden[block.name] = h
+        hidden[block.name] = h.transpose(1, 2)
         if drop is not None and block.name.startswith("fc"):
             h = _dropout(h, *drop, layer=i)
     raise ValueError("a Classifier layout ends with its head")
 
 
+def member_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each model's mean cross-entropy (K,) of logits (K, n, classes) against labels (K, n).
+
+    The same numbers as ``F.cross_entropy``, computed over the class axis of the (K, classes, n)
+    layout ``forward`` gives: torch's log-softmax over a short innermost axis (10 classes) is
+    several times slower than over an outer one.
+    """
+    return _MemberCrossEntropy.apply(logits.transpose(1, 2), y)
+
+
+class _MemberCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy per model of feature-major logits (K, classes, n), with the gradient
+    (softmax - one-hot) / n written in three passes rather than autograd's seven small ops."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        log_p = torch.log_softmax(logits, dim=1)
+        ctx.save_for_backward(log_p, y)
+        return -log_p.gather(1, y[:, None, :])[:, 0].mean(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        log_p, y = ctx.saved_tensors
+        out = log_p.exp()
+        out.scatter_add_(1, y[:, None, :], torch.full_like(log_p[:, :1], -1.0))
+        return out.mul_((grad / y.shape[1])[:, None, None]), None
+
+
 def _dropout(
     h: torch.Tensor, p: torch.Tensor, keys: torch.Tensor, counter: int, layer: int
 ) -> torch.Tensor:
-    """nn.Dropout per model: keep with probability 1 - p[k], scale kept values by 1 / (1 - p[k])."""
-    u = uniforms(keys, counter * 16 + layer, tuple(h.shape[1:]))
+    """nn.Dropout per model on feature-major h (K, features, n): keep with probability 1 - p[k],
+    scale kept values by 1 / (1 - p[k]). The stream is drawn in (n, features) order."""
+    u = uniforms(keys, counter * 16 + layer, (h.shape[2], h.shape[1])).transpose(1, 2)
     keep = (u >= p.view(-1, 1, 1)).to(h.dtype)
     return h * keep / (1 - p).view(-1, 1, 1)
 
@@ -173,16 +225,18 @@ def sgd_update(
     buf: torch.Tensor,
     lr: torch.Tensor,
     momentum: torch.Tensor,
-    weight_decay: torch.Tensor,
+    weight_decay: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """torch.optim.SGD (no dampening, no Nesterov) for K stacked models; returns (p, buf).
+    """torch.optim.SGD (no dampening, no Nesterov) for K stacked models, in place on p and buf.
 
-    A zero ``buf`` is torch's first step (buffer = gradient); momentum 0 is plain SGD.
+    A zero ``buf`` is torch's first step (buffer = gradient); momentum 0 is plain SGD. A member
+    with lr 0, momentum 1 and a zero gradient keeps its weights and buffer bit for bit.
     """
     shape = (-1,) + (1,) * (p.dim() - 1)
-    d = grad + weight_decay.view(shape) * p
-    buf = momentum.view(shape) * buf + d
-    return p - lr.view(shape) * buf, buf
+    d = grad if weight_decay is None else grad.addcmul(p, weight_decay.view(shape))
+    torch.addcmul(d, buf, momentum.view(shape), out=buf)
+    p.addcmul_(buf, lr.view(shape), value=-1)
+    return p, buf
 
 
 def adam_update(
@@ -212,7 +266,7 @@ def adam_update(
 class GroupClassifier(pl.LightningModule):
     """K same-shaped Classifiers trained as one computation (manual optimisation).
 
-    ``states`` are the members' starting points: ``initial_state`` or a member checkpoint's
+    ``states`` are the members' starting points: ``fresh_states`` or a member checkpoint's
     (weights, optimiser buffers, epochs done). Each Lightning epoch trains every member that is
     not done or diverged on its own next epoch; a finished member's weights stop changing.
     """
@@ -229,7 +283,7 @@ class GroupClassifier(pl.LightningModule):
         if len({shape_key(s) for s in self.specs}) != 1:
             raise ValueError("a group holds models of one shape; split the specs by shape_key")
         spec = self.specs[0]
-        template = Classifier(spec, dataset.input_shape, dataset.n_classes)
+        template = classifier(spec, dataset.input_shape, dataset.n_classes)
         self.blocks = layout(template)
         self.activation = ACTIVATIONS[spec["activation"]]()
         self.batch_size, self.adam = spec["batch_size"], spec["optimizer"] == "adam"
@@ -256,6 +310,7 @@ class GroupClassifier(pl.LightningModule):
         self.register_buffer("x_train", torch.from_numpy(dataset.x_train), persistent=False)
         self.register_buffer("y_train", torch.from_numpy(dataset.y_train), persistent=False)
         self.has_dropout = any(s["dropout"] > 0 for s in self.specs)
+        self.has_decay = any(s.get("weight_decay", 0.0) > 0 for s in self.specs)
         self.seeds = [s["seed"] for s in self.specs]
         self.epochs = [s["epochs"] for s in self.specs]
         #: Epochs each member has finished (its own count, not the Trainer's).
@@ -273,7 +328,7 @@ class GroupClassifier(pl.LightningModule):
         """The stacked weights by Classifier state-dict name (optionally some members only)."""
         if members is None:
             return dict(zip(self.names, self.weights, strict=True))
-        idx = torch.as_tensor(list(members), device=self.device)
+        idx = torch.as_tensor(list(members), dtype=torch.long, device=self.device)
         return {n: w.detach()[idx] for n, w in zip(self.names, self.weights, strict=True)}
 
     def training_members(self) -> list[int]:
@@ -282,8 +337,10 @@ class GroupClassifier(pl.LightningModule):
         return [k for k in range(self.size) if self.done[k] < self.epochs[k] and not diverged[k]]
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
+        """Each item: the indices of a chunk of an epoch's mini-batches (see STEPS_PER_EPOCH)."""
         steps = math.ceil(self.n_train / self.batch_size)
-        return torch.utils.data.DataLoader(range(steps), batch_size=None)
+        chunk = math.ceil(steps / STEPS_PER_EPOCH)
+        return torch.utils.data.DataLoader(range(steps), batch_size=chunk)
 
     def configure_optimizers(self) -> None:
         """None: the vectorised per-model optimiser lives in ``training_step``."""
@@ -293,26 +350,32 @@ class GroupClassifier(pl.LightningModule):
         members = self.training_members()
         own = self.done  # each member's own epoch index is the count it has finished
         order = epoch_order(self.seeds, own, self.n_train)
-        keys = [dropout_key(s, e) for s, e in zip(self.seeds, own, strict=True)]
         active = torch.zeros(self.size, dtype=torch.bool)
         active[members] = True
         self._epoch_stats = {
             "members": members,
             "order": order.to(self.device),
-            "keys": torch.tensor(keys, dtype=torch.int64, device=self.device),
+            "keys": dropout_keys(self.seeds, own).to(self.device),
             "active": active.to(self.device),
             "loss_sum": torch.zeros(self.size, device=self.device),
             "seen": 0,
         }
 
-    def training_step(self, step: int, _: int) -> None:
+    def training_step(self, steps: torch.Tensor, _: int) -> None:
+        """One optimiser step per mini-batch in the chunk ``steps``."""
+        for step in steps.tolist():
+            self._train_step(step)
+
+    def _train_step(self, step: int) -> None:
         st = self._epoch_stats
         idx = st["order"][:, step * self.batch_size : (step + 1) * self.batch_size]
-        x, y = self.x_train[idx], self.y_train[idx]
-        drop = (self.p_drop, st["keys"], int(step)) if self.has_dropout else None
+        n = idx.shape[1]
+        flat = idx.flatten()
+        x = self.x_train.index_select(0, flat).view(self.size, n, *self.x_train.shape[1:])
+        y = self.y_train.index_select(0, flat).view(self.size, n)
+        drop = (self.p_drop, st["keys"], step) if self.has_dropout else None
         logits, _ = forward(self.blocks, self.params(), self.activation, x, False, drop)
-        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
-        losses = losses.view(self.size, -1).mean(1)
+        losses = member_cross_entropy(logits, y)
         finite = torch.isfinite(losses)
         live = st["active"] & finite & ~self.diverged
         self.diverged |= st["active"] & ~finite
@@ -320,27 +383,33 @@ class GroupClassifier(pl.LightningModule):
             w.grad = None
         self.manual_backward(torch.where(live, losses, 0.0).sum())
         self._update(live)
-        st["loss_sum"] += torch.where(live, losses.detach(), 0.0) * idx.shape[1]
-        st["seen"] += idx.shape[1]
+        st["loss_sum"] += torch.where(live, losses.detach(), 0.0) * n
+        st["seen"] += n
 
     @torch.no_grad()
     def _update(self, live: torch.Tensor) -> None:
-        """One optimiser step for the ``live`` members; the others keep weights and buffers."""
+        """One optimiser step for the ``live`` members; the others keep weights and buffers.
+
+        Other members' gradients are zero (their losses are masked out), so SGD leaves them as
+        they are with lr 0 and momentum 1: no per-weight masks. (A member that just went
+        non-finite may get NaN weights: it is recorded diverged and never read as trained.)
+        """
+        if not self.adam:
+            keep = live.to(self.lr.dtype)
+            lr, momentum = self.lr * keep, torch.where(live, self.momentum, 1.0)
+            decay = self.weight_decay * keep if self.has_decay else None
+            for i, w in enumerate(self.weights):
+                sgd_update(w, w.grad, getattr(self, f"momentum_buffer_{i}"), lr, momentum, decay)
+            return
         self.adam_step += live.to(self.adam_step.dtype)
         for i, w in enumerate(self.weights):
             keep = live.view((-1,) + (1,) * (w.dim() - 1))
-            grad = w.grad
-            if self.adam:
-                m, v = getattr(self, f"exp_avg_{i}"), getattr(self, f"exp_avg_sq_{i}")
-                new, m2, v2 = adam_update(
-                    w, grad, m, v, self.adam_step.clamp(min=1), self.lr, self.weight_decay
-                )
-                m.copy_(torch.where(keep, m2, m))
-                v.copy_(torch.where(keep, v2, v))
-            else:
-                buf = getattr(self, f"momentum_buffer_{i}")
-                new, buf2 = sgd_update(w, grad, buf, self.lr, self.momentum, self.weight_decay)
-                buf.copy_(torch.where(keep, buf2, buf))
+            m, v = getattr(self, f"exp_avg_{i}"), getattr(self, f"exp_avg_sq_{i}")
+            new, m2, v2 = adam_update(
+                w, w.grad, m, v, self.adam_step.clamp(min=1), self.lr, self.weight_decay
+            )
+            m.copy_(torch.where(keep, m2, m))
+            v.copy_(torch.where(keep, v2, v))
             w.copy_(torch.where(keep, new, w))
 
     def on_train_epoch_end(self) -> None:
@@ -365,9 +434,9 @@ class GroupClassifier(pl.LightningModule):
             xs, ys = xs.to(self.device), ys.to(self.device)
             logits, _ = forward(self.blocks, params, self.activation, xs, True)
             target = ys.expand(len(members), -1)
-            ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
-            loss += ce.view(len(members), -1).sum(1)
-            correct += (logits.argmax(2) == target).sum(1)
+            loss += member_cross_entropy(logits, target) * len(ys)
+            # first maximum, as argmax; over the outer class axis, where max is 5x faster
+            correct += (logits.transpose(1, 2).max(1).indices == target).sum(1)
         return (loss / len(y)).tolist(), (correct / len(y)).tolist()
 
     @torch.no_grad()
@@ -378,46 +447,63 @@ class GroupClassifier(pl.LightningModule):
         )
         return [{n: h[j].cpu() for n, h in hidden.items()} for j in range(len(members))]
 
-    def member_checkpoint(self, k: int) -> dict[str, Any]:
-        """Member k's resume state: weights, optimiser buffers, epochs done, RNG positions."""
-        state = {
-            n: w.detach()[k].cpu().clone() for n, w in zip(self.names, self.weights, strict=True)
-        }
-        optim = {
-            slot: {
-                n: getattr(self, f"{slot}_{i}")[k].cpu().clone() for i, n in enumerate(self.names)
-            }
+    def member_checkpoints(self, members: Sequence[int]) -> list[dict[str, Any]]:
+        """Members' resume states: weights, optimiser buffers, epochs done, RNG positions.
+
+        Gathered for all of them at once (one copy to the host per tensor), then one small
+        checkpoint each: a member resumes on its own, in whatever group it lands next.
+        """
+        idx = torch.as_tensor(list(members), dtype=torch.long, device=self.device)
+        weights = {n: w.detach()[idx].cpu() for n, w in zip(self.names, self.weights, strict=True)}
+        buffers = {
+            slot: {n: getattr(self, f"{slot}_{i}")[idx].cpu() for i, n in enumerate(self.names)}
             for slot in self.slots
         }
-        done = self.done[k]
-        return {
+        adam_step, diverged = self.adam_step[idx].tolist(), self.diverged[idx].tolist()
+        seeds, done = [self.seeds[k] for k in members], [self.done[k] for k in members]
+        keys = dropout_keys(seeds, done).tolist()
+        return [
+            {
+                # clones: saving a view would save the whole group's tensor
+                "state_dict": {n: v[j].clone() for n, v in weights.items()},
+                "optim": {
+                    slot: {n: v[j].clone() for n, v in tensors.items()}
+                    for slot, tensors in buffers.items()
+                },
+                "adam_step": float(adam_step[j]),
+                "diverged": bool(diverged[j]),
+                "epochs_completed": done[j],
+                # counter-based streams: the next epoch's data order and dropout keys
+                "rng": {"data_order_seed": seeds[j] * 100_003 + done[j], "dropout_key": keys[j]},
+            }
+            for j in range(len(members))
+        ]
+
+
+def fresh_states(
+    specs: Sequence[dict[str, Any]], input_shape: tuple[int, ...], n_classes: int
+) -> list[dict[str, Any]]:
+    """Same-shaped members that have not trained yet: initial weights, zero optimiser state."""
+    weights = initial_states(specs, input_shape, n_classes)
+    zeros = {n: torch.zeros_like(v) for n, v in weights[0].items()}
+    slots = ("exp_avg", "exp_avg_sq") if specs[0]["optimizer"] == "adam" else ("momentum_buffer",)
+    return [
+        {
             "state_dict": state,
-            "optim": optim,
-            "adam_step": float(self.adam_step[k]),
-            "diverged": bool(self.diverged[k]),
-            "epochs_completed": done,
-            # counter-based streams: the next epoch's data order and dropout keys
-            "rng": {
-                "data_order_seed": self.seeds[k] * 100_003 + done,
-                "dropout_key": dropout_key(self.seeds[k], done),
-            },
+            "optim": {slot: zeros for slot in slots},
+            "adam_step": 0.0,
+            "diverged": False,
+            "epochs_completed": 0,
         }
+        for state in weights
+    ]
 
 
 def fresh_state(
     spec: dict[str, Any], input_shape: tuple[int, ...], n_classes: int
 ) -> dict[str, Any]:
-    """A member that has not trained yet: its initial weights and zero optimiser state."""
-    state = initial_state(spec, input_shape, n_classes)
-    zeros = {n: torch.zeros_like(v) for n, v in state.items()}
-    slots = ("exp_avg", "exp_avg_sq") if spec["optimizer"] == "adam" else ("momentum_buffer",)
-    return {
-        "state_dict": state,
-        "optim": {slot: zeros for slot in slots},
-        "adam_step": 0.0,
-        "diverged": False,
-        "epochs_completed": 0,
-    }
+    """A member that has not trained yet (see ``fresh_states``)."""
+    return fresh_states([spec], input_shape, n_classes)[0]
 
 
 def member_bytes(spec: dict[str, Any], dataset: Dataset) -> int:

@@ -8,6 +8,7 @@ the distance step (CUDA) may.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,6 +104,9 @@ def train(
         if (device := gpu.claim_device(jobs_per_gpu)) is not None:
             log.info("using GPU %s", device)
 
+    # idle OpenMP threads that spin instead of sleeping make tiny-model training on shared
+    # cores 10x slower; set before torch starts its thread pool
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     from nnmanifold import data as data_lib

@@ -41,10 +41,13 @@ class DiskFullError(UserError):
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    A reader therefore sees either the old file, no file, or the complete new one.
+    A reader therefore sees either the old file, no file, or the complete new one. ``durable``
+    flushes the file to disk before the rename; a writer of many small files passes False and
+    calls ``sync_all`` once before it records them as done (a crash of the machine in between
+    can leave a renamed file empty or torn: its readers validate it and redo it).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,8 +57,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(tmp_path, "rb") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp_path, path)
     except (OSError, RuntimeError) as err:  # h5py reports a failed flush as either
         if _is_full(err):
@@ -74,6 +78,11 @@ def _is_full(err: Exception) -> bool:
     return getattr(err, "errno", None) in _FULL or any(
         os.strerror(code).lower() in text for code in _FULL
     )
+
+
+def sync_all() -> None:
+    """Flush every file written so far to disk: the one flush that non-durable writes defer."""
+    os.sync()
 
 
 def canonical_json(value: Any) -> str:
@@ -102,9 +111,9 @@ def is_current(found: Mapping[str, Any] | None, expected: Mapping[str, Any]) -> 
     return found is not None and all(found.get(key) == value for key, value in expected.items())
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
+def write_json(path: str | os.PathLike, data: Any, *, durable: bool = True) -> None:
     """Write ``data`` as indented JSON, atomically (NaN is written as null)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=durable) as tmp:
         tmp.write_text(json.dumps(_nan_to_none(data), indent=2, sort_keys=True) + "\n")
 
 
@@ -241,12 +250,13 @@ def write_activations(
     model_id: str,
     probe_hash: str,
     status: str,
+    durable: bool = True,
 ) -> None:
     """Write one model's hidden representations: a float32 dataset per layer under ``layers/``."""
     import h5py
     import numpy as np
 
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path, durable=durable) as tmp, h5py.File(tmp, "w") as f:
         group = f.create_group("layers")
         for name, values in layers.items():
             values = np.asarray(values, dtype=np.float32)

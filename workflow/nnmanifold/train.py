@@ -152,6 +152,8 @@ def train_job(
     """Train a job's models, in its order: same-shaped ones together in device-sized groups.
 
     Complete models are kept; a model with a one-model checkpoint resumes on the one-model path.
+    Every file is on disk when this returns (groups flush theirs with one ``storage.sync_all``),
+    so the job manifest its caller writes next lists only durable files.
     """
     dirs = {s["model_id"]: Layout(results).model_dir(s["model_id"]) for s in specs}
     done: dict[str, dict[str, Any]] = {}
@@ -187,18 +189,20 @@ def train_group(
     """
     started = time.perf_counter()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    members, states, resumed, results = [], [], [], {}
-    for spec in specs:
-        out = dirs[spec["model_id"]]
-        try:
-            state = _load_member(out / "checkpoints" / GROUP_CHECKPOINT)
-            resumed.append(state is not None)
-            states.append(state or group.fresh_state(spec, dataset.input_shape, dataset.n_classes))
-            members.append(spec)
-        except Exception:  # noqa: BLE001 - e.g. a CNN on flat data: the one-model path records it
+    results: dict[str, dict[str, Any]] = {}
+    loaded = [_load_member(dirs[s["model_id"]] / "checkpoints" / GROUP_CHECKPOINT) for s in specs]
+    resumed = [state is not None for state in loaded]
+    fresh = [spec for spec, state in zip(specs, loaded, strict=True) if state is None]
+    try:
+        made = iter(
+            group.fresh_states(fresh, dataset.input_shape, dataset.n_classes) if fresh else []
+        )
+    except Exception:  # noqa: BLE001 - e.g. a CNN on flat data: the one-model path records it
+        for spec in specs:
+            out = dirs[spec["model_id"]]
             results[spec["model_id"]] = train_model(spec, dataset, probe, out, accelerator)
-    if not members:
         return results
+    members, states = specs, [state if state is not None else next(made) for state in loaded]
     writer = MemberWriter(dataset, probe, [dirs[s["model_id"]] for s in members], resumed)
     writer.started = started
     try:
@@ -217,7 +221,9 @@ def train_group(
                 enable_model_summary=False,
             )
             trainer.fit(module)
-        writer.write(module, [k for k in range(module.size) if k not in writer.metrics])
+        if unwritten := [k for k in range(module.size) if k not in writer.metrics]:
+            writer.write(module, unwritten)
+            storage.sync_all()
     except Exception:  # noqa: BLE001 - retry the unfinished members one at a time
         log.error(
             "group of %d failed, training its unfinished models one by one:\n%s",
@@ -238,6 +244,10 @@ class MemberWriter(Checkpoint):
     activations and metrics for members that just finished or diverged; then a log line.
 
     A ``Checkpoint`` callback, so Lightning runs it after the module's own epoch-end hook.
+    Every file is written atomically (temporary file, then rename) but not flushed one by one:
+    one ``storage.sync_all`` per epoch flushes them all before the next epoch starts. A killed
+    process loses nothing renamed (the kernel holds it); a crashed machine may leave a renamed
+    file torn, and its readers (``_load_member``, ``_finished``) then redo that model.
     """
 
     def __init__(
@@ -256,13 +266,20 @@ class MemberWriter(Checkpoint):
             for k in range(module.size)
             if k not in self.metrics and (diverged[k] or module.done[k] >= module.epochs[k])
         ]
-        for k in stats["members"]:
-            if k not in finished:
-                with storage.atomic_path(self.dirs[k] / "checkpoints" / GROUP_CHECKPOINT) as tmp:
-                    torch.save(module.member_checkpoint(k), tmp)
+        continuing = [k for k in stats["members"] if k not in finished]
+
+        def save(k: int, checkpoint: dict[str, Any]) -> None:
+            path = self.dirs[k] / "checkpoints" / GROUP_CHECKPOINT
+            with storage.atomic_path(path, durable=False) as tmp:
+                torch.save(checkpoint, tmp)
+
+        with ThreadPoolExecutor(WRITERS) as pool:
+            list(pool.map(save, continuing, module.member_checkpoints(continuing)))
         self.write(module, finished)
         for k in stats["members"]:
-            self._log_epoch(k, module.done[k] - (not diverged[k]), stats["train_loss"][k], module)
+            epoch = module.done[k] - (not diverged[k])
+            self._log_epoch(k, epoch, stats["train_loss"][k], diverged[k], module.size)
+        storage.sync_all()
 
     def write(self, module: group.GroupClassifier, members: list[int]) -> None:
         """Record test metrics and probe activations of finished members, as train_model does."""
@@ -297,8 +314,9 @@ class MemberWriter(Checkpoint):
                 model_id=spec["model_id"],
                 probe_hash=self.probe["hash"],
                 status=metrics["status"],
+                durable=False,
             )
-            storage.write_json(out / "metrics.json", metrics)
+            storage.write_json(out / "metrics.json", metrics, durable=False)
             self.metrics[k] = metrics
             log.info(
                 "model %s: %s, test accuracy %.4f (group of %d)",
@@ -308,19 +326,18 @@ class MemberWriter(Checkpoint):
                 module.size,
             )
 
-        # the files are independent and mostly wait on fsync: write several at once
+        # the files are independent; creating and renaming them waits on the file system
         with ThreadPoolExecutor(WRITERS) as pool:
             list(pool.map(record, range(len(members)), members))
 
-    def _log_epoch(self, k: int, epoch: int, loss: float, module: group.GroupClassifier) -> None:
+    def _log_epoch(self, k: int, epoch: int, loss: float, diverged: bool, size: int) -> None:
         path = self.dirs[k] / EPOCH_LOG
         path.parent.mkdir(parents=True, exist_ok=True)
         new = not path.exists()
         with path.open("a") as fh:
             if new:
                 fh.write("epoch,train_loss,diverged,pid,group_size\n")
-            diverged = int(bool(module.diverged[k]))
-            fh.write(f"{epoch},{loss!r},{diverged},{os.getpid()},{module.size}\n")
+            fh.write(f"{epoch},{loss!r},{int(diverged)},{os.getpid()},{size}\n")
 
 
 def _load_member(path: Path) -> dict[str, Any] | None:
