@@ -66,6 +66,11 @@ class Layout:
         """``train`` or ``features`` manifest of a job."""
         return self.root / stage / f"{batch}.json"
 
+    def rerun_mark(self, stage: str, batch: str) -> Path:
+        """Written by ``nnmanifold verify`` for a job with failed files: its content is a
+        parameter of the job, so a new mark makes the job run again (kept afterwards)."""
+        return self.root / stage / f"{batch}.rerun"
+
     # per model
     def model_dir(self, model_id: str) -> Path:
         """Where one model's checkpoints, metrics, activations and features live."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -522,8 +523,12 @@ def verify(
     """Check every per-model file the jobs' manifests list (size, and with ``hashes`` content).
 
     A job with a failed file (deleted, truncated, corrupted) is marked to run again: its failed
-    files are set aside and its manifest removed, so the next run regenerates exactly those
-    (its other members are kept). Returns one line per failed file; ``dry_run`` changes nothing.
+    files are set aside and its rerun mark renewed (a parameter of the job, so the next run
+    reruns it and what depends on it), and the job regenerates exactly those files; its other
+    members are kept. (Neither a removed nor a back-dated manifest would do: Snakemake neither
+    rebuilds a missing intermediate file whose consumers are up to date nor takes an input
+    whose content it has recorded as updated.) Returns one line per failed file; ``dry_run``
+    changes nothing.
     """
     lines = []
     for stage in STAGES:
@@ -532,7 +537,7 @@ def verify(
             lines += [f"{path} fails its check (job {stage}/{batch})" for path in failed]
             if failed and not dry_run:
                 _set_aside(layout, stage, batch, failed)
-                layout.manifest(stage, batch).unlink(missing_ok=True)
+                storage.write_json(layout.rerun_mark(stage, batch), {"marked": time.time()})
     return lines
 
 

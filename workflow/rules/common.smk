@@ -172,6 +172,16 @@ def feature_manifests():
     return [P.features_manifest(b) for b in BATCHES]
 
 
+def rerun_mark(stage):
+    """A job's rerun mark as a parameter (see paths.Layout.rerun_mark): "" until verify marks it."""
+
+    def mark(wildcards):
+        path = P.rerun_mark(stage, wildcards.batch)
+        return path.read_text() if path.exists() else ""
+
+    return mark
+
+
 def previous_outputs(*names):
     """A per-batch job's per-model files from an earlier run, as an input function: a file
     changed since (newer than the job's manifest) makes the job rerun."""

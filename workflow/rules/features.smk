@@ -12,6 +12,7 @@ rule features:
     conda:
         "../../envs/analysis.yaml"
     params:
+        rerun_mark=rerun_mark("features"),
         geometry=S.geometry.identity_json(),
         features=S.features.identity_json(),
     shell:

@@ -15,6 +15,7 @@ rule train:
     resources:
         gpu=train_gpus(),
     params:
+        rerun_mark=rerun_mark("train"),
         specs=lambda w: canonical_json(job_specs(w.batch)),
     shell:
         step("train", DATA_ACCESS, TRAIN_RUN)
