@@ -207,6 +207,9 @@ def test_a_member_with_fewer_epochs_stops_updating(digits, tmp_path):
 
 # --- (c) SIGKILL mid-run, then resume -------------------------------------------------------------
 
+#: The resume tests run on the CPU; bench/gpu_check.sh --part resume runs them on CUDA.
+ACCELERATOR = os.environ.get("NNMANIFOLD_TEST_ACCELERATOR", "cpu")
+
 KILLER = textwrap.dedent(
     """
     import json, os, signal
@@ -226,7 +229,7 @@ KILLER = textwrap.dedent(
 
     group.GroupClassifier.training_step = killing_step
     probe = {"x": f["px"], "hash": job["hash"]}
-    train.train_job(job["specs"], ds, probe, job["results"], "cpu")
+    train.train_job(job["specs"], ds, probe, job["results"], job["accelerator"])
     """
 )
 
@@ -234,7 +237,7 @@ KILLER = textwrap.dedent(
 def test_sigkill_mid_epoch_resumes_without_repeating_an_epoch(digits, tmp_path):
     ds, probe = digits
     specs = _specs(seeds=(0, 1), lr=0.05, width=16, dropout=0.1, epochs=4)
-    whole = train.train_job(specs, ds, probe, tmp_path / "whole", accelerator="cpu")
+    whole = train.train_job(specs, ds, probe, tmp_path / "whole", accelerator=ACCELERATOR)
 
     results = tmp_path / "killed"
     np.savez(
@@ -245,7 +248,12 @@ def test_sigkill_mid_epoch_resumes_without_repeating_an_epoch(digits, tmp_path):
         y_test=ds.y_test,
         px=probe["x"],
     )
-    job = {"specs": specs, "hash": probe["hash"], "results": str(results)}
+    job = {
+        "specs": specs,
+        "hash": probe["hash"],
+        "results": str(results),
+        "accelerator": ACCELERATOR,
+    }
     (tmp_path / "job.json").write_text(json.dumps(job))
     (tmp_path / "killer.py").write_text(KILLER)
     proc = subprocess.run(
@@ -257,7 +265,7 @@ def test_sigkill_mid_epoch_resumes_without_repeating_an_epoch(digits, tmp_path):
         assert not (out / "metrics.json").exists()
         assert (out / "checkpoints" / train.GROUP_CHECKPOINT).is_file()
 
-    resumed = train.train_job(specs, ds, probe, results, accelerator="cpu")
+    resumed = train.train_job(specs, ds, probe, results, accelerator=ACCELERATOR)
     for spec, r, w in zip(specs, resumed, whole, strict=True):
         assert r["resumed"] is True and w["resumed"] is False
         assert r["test_loss"] == w["test_loss"]

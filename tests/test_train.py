@@ -1,6 +1,7 @@
 """Training: learns, records divergence and failure, resumes after SIGKILL to identical metrics."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -96,6 +97,9 @@ def test_crashing_model_is_recorded_as_failed(digits, tmp_path):
     assert (tmp_path / "activations.h5").is_file()
 
 
+#: The resume test runs on the CPU; bench/gpu_check.sh --part resume runs it on CUDA.
+ACCELERATOR = os.environ.get("NNMANIFOLD_TEST_ACCELERATOR", "cpu")
+
 KILLER = textwrap.dedent(
     """
     import json, os, signal, sys
@@ -114,7 +118,9 @@ KILLER = textwrap.dedent(
         return step(self, batch, i)
 
     models.Classifier.training_step = killing_step
-    train.train_model(job["spec"], ds, {"x": f["px"], "hash": job["hash"]}, job["out"], "cpu")
+    train.train_model(
+        job["spec"], ds, {"x": f["px"], "hash": job["hash"]}, job["out"], job["accelerator"]
+    )
     """
 )
 
@@ -122,7 +128,7 @@ KILLER = textwrap.dedent(
 def test_sigkill_mid_epoch_resumes_to_identical_metrics(digits, tmp_path):
     ds, probe = digits
     spec = _spec(lr=0.05, epochs=4, dropout=0.1)
-    whole = train.train_model(spec, ds, probe, tmp_path / "whole", accelerator="cpu")
+    whole = train.train_model(spec, ds, probe, tmp_path / "whole", accelerator=ACCELERATOR)
 
     out = tmp_path / "killed"
     np.savez(
@@ -133,7 +139,7 @@ def test_sigkill_mid_epoch_resumes_to_identical_metrics(digits, tmp_path):
         y_test=ds.y_test,
         px=probe["x"],
     )
-    job = {"spec": spec, "hash": probe["hash"], "out": str(out)}
+    job = {"spec": spec, "hash": probe["hash"], "out": str(out), "accelerator": ACCELERATOR}
     (tmp_path / "job.json").write_text(json.dumps(job))
     (tmp_path / "killer.py").write_text(KILLER)
     proc = subprocess.run(
@@ -153,7 +159,7 @@ def test_sigkill_mid_epoch_resumes_to_identical_metrics(digits, tmp_path):
 
     models.Classifier.training_step = counting_step
     try:
-        resumed = train.train_model(spec, ds, probe, out, accelerator="cpu")
+        resumed = train.train_model(spec, ds, probe, out, accelerator=ACCELERATOR)
     finally:
         models.Classifier.training_step = step
     assert resumed["resumed"] is True
