@@ -260,10 +260,7 @@ def write_activations(
         group = f.create_group("layers")
         for name, values in layers.items():
             values = np.asarray(values, dtype=np.float32)
-            chunks = (min(len(values), 256), values.shape[1])
-            dataset = group.create_dataset(
-                name, data=values, chunks=chunks, compression="gzip", shuffle=True
-            )
+            dataset = group.create_dataset(name, data=values, **_compression(values))
             dataset.attrs["digest"] = content_hash(np.ascontiguousarray(values).data)
         f.attrs["model_id"] = model_id
         f.attrs["probe_hash"] = probe_hash
@@ -271,6 +268,21 @@ def write_activations(
         f.attrs["layer_order"] = list(layers)
         f.attrs["penultimate"] = list(layers)[-1] if layers else ""
         f.attrs["versions"] = json.dumps(library_versions())
+
+
+#: Layers smaller than this are stored plain: compressing a few kB costs more than it saves.
+_COMPRESS_ABOVE_BYTES = 1 << 20
+
+
+def _compression(values: np.ndarray) -> dict[str, Any]:
+    """HDF5 storage options of one layer: chunked, shuffled gzip for large ones."""
+    if values.nbytes < _COMPRESS_ABOVE_BYTES:
+        return {}
+    return {
+        "chunks": (min(len(values), 256), values.shape[1]),
+        "compression": "gzip",
+        "shuffle": True,
+    }
 
 
 def read_activations(
