@@ -1,6 +1,6 @@
 # Zoo-level geometry: the network distance matrix (cached, incremental), its PHATE map, and the
-# second distance between persistence diagrams. The operator store and the distance cache under
-# results/cache/ are not outputs: Snakemake would delete them before a rerun.
+# second distance between persistence diagrams. The distance cache under
+# results/cache/ is not an output: Snakemake would delete it before a rerun.
 rule distances:
     input:
         manifests=train_manifests(),
