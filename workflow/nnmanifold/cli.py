@@ -22,6 +22,7 @@ from nnmanifold.settings import (
     EmbeddingSettings,
     FeatureSettings,
     GeometrySettings,
+    SearchBenchmarkSettings,
     SearchSettings,
     SensitivitySettings,
     StatsSettings,
@@ -261,6 +262,17 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             SearchSettings.parse(a.search),
             _geometry(a),
             EmbeddingSettings.parse(a.embedding),
+        ),
+    ),
+    "search-benchmark": (
+        steps.search_benchmark.__doc__,
+        {
+            **_RESULTS,
+            **_BATCHES,
+            "--benchmark": {"required": True, "help": "the search_benchmark section (JSON)"},
+        },
+        lambda a: steps.search_benchmark(
+            Layout(a.results), a.batches, SearchBenchmarkSettings.parse(a.benchmark)
         ),
     ),
     "map": (

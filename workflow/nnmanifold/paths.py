@@ -133,6 +133,10 @@ class Layout:
         return self.root / "cache" / "distances.h5"
 
     # search (results/search/<name>/)
+    def search_benchmark(self, what: str) -> Path:
+        """``search_benchmark/<what>``: ``table.csv`` and ``curves.png`` (its own target)."""
+        return self.root / "search_benchmark" / what
+
     def search_dir(self, name: str) -> Path:
         return self.root / "search" / name
 

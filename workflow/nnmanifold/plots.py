@@ -154,6 +154,34 @@ def maps_side_by_side(maps: dict[str, pd.DataFrame], column: str) -> Figure:
 
 
 @_styled
+def search_curves(
+    best: dict[str, np.ndarray],
+    picked: dict[str, np.ndarray],
+    target: float,
+    initial: int,
+) -> Figure:
+    """Best-so-far validation accuracy and the chosen model's test accuracy per trained model,
+    mean and 95 % CI over repeats, one line per search method."""
+    from nnmanifold.search_benchmark import mean_ci
+
+    fig = _figure(DOUBLE_COLUMN, 2.8)
+    axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
+    for method, colour in zip(best, sns.color_palette(_LEVEL_PALETTE, len(best)), strict=True):
+        n = np.arange(1, best[method].shape[1] + 1)
+        for ax, data in zip(axes, (best[method], picked[method]), strict=True):
+            mean, half = mean_ci(data)
+            ax.plot(n, mean, color=colour, label=method)
+            ax.fill_between(n, mean - half, mean + half, color=colour, alpha=0.2, lw=0)
+    axes[0].axhline(target, color="0.5", ls=":", lw=0.8, label="95th percentile of the zoo")
+    axes[0].set(xlabel="trained models", ylabel="best validation accuracy so far")
+    axes[1].set(xlabel="trained models", ylabel="test accuracy of the chosen model")
+    for ax in axes:
+        ax.axvline(initial, color="0.6", lw=0.6)
+    axes[0].legend(loc="lower right")
+    return fig
+
+
+@_styled
 def map_facets(embedding: pd.DataFrame, hyperparameters: Sequence[str]) -> Figure:
     """One map per hyperparameter that varies in the zoo; absent or constant columns are skipped."""
     varying = [

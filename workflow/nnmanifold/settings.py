@@ -177,6 +177,19 @@ class SearchSettings(Section):
 
 
 @dataclass(frozen=True)
+class SearchBenchmarkSettings(Section):
+    """Table-mode comparison of guided, TPE and random search on the trained zoo (target
+    ``search_benchmark``): ``repeats`` x each method, ``budget`` models incl. ``initial``."""
+
+    repeats: int
+    initial: int
+    budget: int
+    per_round: int
+    map: str
+    seed: int
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every section of a validated config (the zoo spec stays plain data: ``zoo.expand``)."""
 
@@ -192,6 +205,7 @@ class Settings:
     stats: StatsSettings
     sensitivity: SensitivitySettings
     search: SearchSettings
+    search_benchmark: SearchBenchmarkSettings
 
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> Settings:
@@ -208,4 +222,5 @@ class Settings:
             stats=StatsSettings.of(config["stats"]),
             sensitivity=SensitivitySettings.of(config["sensitivity"]),
             search=SearchSettings.of(config["search"]),
+            search_benchmark=SearchBenchmarkSettings.of(config["search_benchmark"]),
         )

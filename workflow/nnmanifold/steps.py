@@ -26,6 +26,7 @@ from nnmanifold.settings import (
     EmbeddingSettings,
     FeatureSettings,
     GeometrySettings,
+    SearchBenchmarkSettings,
     SearchSettings,
     SensitivitySettings,
     StatsSettings,
@@ -408,6 +409,25 @@ def search_round(
     ids = [s["model_id"] for s in storage.read_json(path)["specs"]]
     jobs = zoo_lib.batches(ids, models_per_job, prefix=f"r{k}b")
     storage.write_json(layout.search_batches(settings.name, k), jobs)
+
+
+def search_benchmark(
+    layout: Layout, batches: Sequence[str], settings: SearchBenchmarkSettings
+) -> None:
+    """Guided search vs TPE vs random search at an equal budget on the trained zoo (table mode):
+    the table (final best, AUC, test of the chosen model, models to the 95th percentile, 95 % CIs
+    over repeats) and the best-so-far curves."""
+    import optuna
+
+    from nnmanifold import plots
+    from nnmanifold import search_benchmark as bench
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    configs, val, test, D = bench.load_grid(layout, batches)
+    table, best, picked, target = bench.benchmark(configs, val, test, D, settings, log.info)
+    storage.write_csv(layout.search_benchmark("table.csv"), bench.table_frame(table))
+    figure = plots.search_curves(best, picked, target, settings.initial)
+    plots.save(figure, layout.search_benchmark("curves.png"))
 
 
 def search_report(

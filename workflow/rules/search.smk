@@ -71,3 +71,32 @@ rule search_report:
 rule search:
     input:
         search_targets(),
+
+
+# `snakemake search_benchmark`: guided vs TPE vs random search at an equal budget, with the
+# trained zoo as the oracle (table mode); its own target, not part of the default run.
+rule search_benchmark:
+    input:
+        distances=P.distances,
+        manifests=train_manifests(),
+    output:
+        table=report(
+            P.search_benchmark("table.csv"),
+            caption="../report/search_benchmark_table.rst",
+            category="Search",
+        ),
+        curves=report(
+            P.search_benchmark("curves.png"),
+            caption="../report/search_benchmark_curves.rst",
+            category="Search",
+        ),
+    log:
+        P.log("search_benchmark"),
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        batches=list(BATCHES),
+        benchmark=S.search_benchmark.identity_json(),
+    shell:
+        step("search-benchmark")
+        + " --batches {params.batches:q} --benchmark {params.benchmark:q} > {log:q} 2>&1"
