@@ -22,7 +22,7 @@ from nnmanifold import interactive
 from nnmanifold.features import FEATURE_NAMES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from browser import chromium, installed  # noqa: E402
+from browser import chromium, installed, pixels  # noqa: E402
 
 # Hover timing, installed in the page: the mousemove's timestamp, Plotly's hover event, and the
 # next animation frame (the label is on screen) for each hover.
@@ -104,19 +104,6 @@ def wait_for(driver, expression: str, timeout_s: float = 60.0):
             return value
         time.sleep(0.02)
     raise TimeoutError(f"{expression} stayed false for {timeout_s} s")
-
-
-def pixels(driver, xy: np.ndarray) -> np.ndarray:
-    """Viewport pixels of map coordinates, through the plot's own axes."""
-    return np.array(
-        driver.execute_script(
-            """const gd = document.getElementById('nnm-map'), L = gd._fullLayout;
-            const box = gd.getBoundingClientRect();
-            return arguments[0].map(([x, y]) => [box.left + L.xaxis._offset + L.xaxis.l2p(x),
-                                                  box.top + L.yaxis._offset + L.yaxis.l2p(y)]);""",
-            xy.tolist(),
-        )
-    )
 
 
 def mouse(driver, kind: str, x: float, y: float) -> None:

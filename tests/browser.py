@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 #: Offline, no profile, no GPU; WebGL on the CPU through SwiftShader.
@@ -48,3 +50,16 @@ def chromium() -> Iterator:
             yield driver
         finally:
             driver.quit()
+
+
+def pixels(driver, xy: np.ndarray) -> np.ndarray:
+    """Viewport pixels of map coordinates, through the plot's own axes."""
+    return np.array(
+        driver.execute_script(
+            """const gd = document.getElementById('nnm-map'), L = gd._fullLayout;
+            const box = gd.getBoundingClientRect();
+            return arguments[0].map(([x, y]) => [box.left + L.xaxis._offset + L.xaxis.l2p(x),
+                                                  box.top + L.yaxis._offset + L.yaxis.l2p(y)]);""",
+            xy.tolist(),
+        )
+    )

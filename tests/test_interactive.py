@@ -17,7 +17,7 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 import pytest
-from browser import chromium, installed
+from browser import chromium, installed, pixels
 from conftest import ROOT
 
 from nnmanifold import interactive
@@ -232,19 +232,6 @@ def _open(driver, path: Path) -> None:
     raise AssertionError(f"the map never rendered; console: {driver.get_log('browser')}")
 
 
-def _pixels(driver, xy: np.ndarray) -> np.ndarray:
-    """Viewport pixels of map coordinates, through the plot's own axes."""
-    return np.array(
-        driver.execute_script(
-            """const gd = document.getElementById('nnm-map'), L = gd._fullLayout;
-            const box = gd.getBoundingClientRect();
-            return arguments[0].map(([x, y]) => [box.left + L.xaxis._offset + L.xaxis.l2p(x),
-                                                  box.top + L.yaxis._offset + L.yaxis.l2p(y)]);""",
-            xy.tolist(),
-        )
-    )
-
-
 @pytest.mark.browser
 def test_browser_renders_every_network_and_hover_names_the_one_under_the_mouse(
     browser, tmp_path: Path
@@ -271,7 +258,7 @@ def test_browser_renders_every_network_and_hover_names_the_one_under_the_mouse(
 
     # WebGL drew a coloured mark at each network's pixel (the page background is white)
     shot = np.asarray(Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB"))
-    px = np.rint(_pixels(browser, xy)).astype(int)
+    px = np.rint(pixels(browser, xy)).astype(int)
     marks = shot[px[:, 1], px[:, 0]].astype(int)
     assert (marks.sum(axis=1) < 3 * 235).all(), marks
 

@@ -136,14 +136,6 @@ def diffusion_operator(X: np.ndarray, settings: OperatorSettings) -> np.ndarray:
     return power(transition_matrix(X, settings), settings.t)
 
 
-def operator_with_diagnostics(
-    X: np.ndarray, settings: OperatorSettings
-) -> tuple[np.ndarray, dict[str, float]]:
-    """P^t and the kernel diagnostics of the one-step P (one kernel for both)."""
-    P = transition_matrix(X, settings)
-    return power(P, settings.t), kernel_diagnostics(P)
-
-
 def power(P: np.ndarray, t: int) -> np.ndarray:
     """P^t: t diffusion steps of a one-step operator."""
     return np.linalg.matrix_power(P, t)
