@@ -52,8 +52,8 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes files private; results are ordinary files
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; results are ordinary files
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -61,15 +61,14 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp_path, path)
-    except (OSError, RuntimeError) as err:  # h5py reports a failed flush as either
-        if _is_full(err):
+    except BaseException as err:
+        tmp_path.unlink(missing_ok=True)
+        if isinstance(err, OSError | RuntimeError) and _is_full(err):  # h5py reports either
             raise DiskFullError(
                 f"could not write {path}: the disk, quota or file-size limit is full ({err}); "
                 "free space and rerun (the file was left as it was)"
             ) from err
         raise
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def _is_full(err: Exception) -> bool:
@@ -259,15 +258,30 @@ def write_activations(
     with atomic_path(path, durable=durable) as tmp, h5py.File(tmp, "w") as f:
         group = f.create_group("layers")
         for name, values in layers.items():
-            values = np.asarray(values, dtype=np.float32)
+            values = np.ascontiguousarray(values, dtype=np.float32)
             dataset = group.create_dataset(name, data=values, **_compression(values))
-            dataset.attrs["digest"] = content_hash(np.ascontiguousarray(values).data)
-        f.attrs["model_id"] = model_id
-        f.attrs["probe_hash"] = probe_hash
-        f.attrs["status"] = status
-        f.attrs["layer_order"] = list(layers)
-        f.attrs["penultimate"] = list(layers)[-1] if layers else ""
-        f.attrs["versions"] = json.dumps(library_versions())
+            _new_attr(dataset, "digest", content_hash(values.data))
+        _new_attr(f, "model_id", model_id)
+        _new_attr(f, "probe_hash", probe_hash)
+        _new_attr(f, "status", status)
+        _new_attr(f, "layer_order", list(layers))
+        _new_attr(f, "penultimate", list(layers)[-1] if layers else "")
+        _new_attr(f, "versions", json.dumps(library_versions()))
+
+
+def _new_attr(obj: Any, name: str, value: str | list[str]) -> None:
+    """Add a text (or list-of-text) attribute to a new HDF5 object, as ``obj.attrs[name] = value``
+    stores it, through the low-level API: h5py's own path guards against overwriting (a temporary
+    attribute, then a rename), which made attributes most of the cost of a small file."""
+    import h5py
+
+    values = np.array(value, dtype=h5py.string_dtype())
+    stored = h5py.h5t.py_create(values.dtype, logical=True)  # variable-length UTF-8 text
+    space = (
+        h5py.h5s.create_simple(values.shape) if values.shape else h5py.h5s.create(h5py.h5s.SCALAR)
+    )
+    attr = h5py.h5a.create(obj.id, name.encode(), stored, space)
+    attr.write(values, mtype=h5py.h5t.py_create(values.dtype))  # from Python str objects
 
 
 #: Layers smaller than this are stored plain: compressing a few kB costs more than it saves.

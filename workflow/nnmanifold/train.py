@@ -11,7 +11,6 @@ import math
 import os
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,6 @@ log = logging.getLogger(__name__)
 GROUP_CHECKPOINT = "group_last.pt"
 #: A group member's training log: one line per finished epoch.
 EPOCH_LOG = Path("train_log") / "epochs.csv"
-#: Threads writing finished group members' files.
-WRITERS = 4
 # Lightning's start-up banners (devices, tips) repeat for every model and bury the useful lines.
 for _name in ("pytorch_lightning", "lightning_fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -273,8 +270,8 @@ class MemberWriter(Checkpoint):
             with storage.atomic_path(path, durable=False) as tmp:
                 torch.save(checkpoint, tmp)
 
-        with ThreadPoolExecutor(WRITERS) as pool:
-            list(pool.map(save, continuing, module.member_checkpoints(continuing)))
+        for k, checkpoint in zip(continuing, module.member_checkpoints(continuing), strict=True):
+            save(k, checkpoint)
         self.write(module, finished)
         for k in stats["members"]:
             epoch = module.done[k] - (not diverged[k])
@@ -326,9 +323,8 @@ class MemberWriter(Checkpoint):
                 module.size,
             )
 
-        # the files are independent; creating and renaming them waits on the file system
-        with ThreadPoolExecutor(WRITERS) as pool:
-            list(pool.map(record, range(len(members)), members))
+        for j, k in enumerate(members):  # threads measured slower: h5py serialises its calls
+            record(j, k)
 
     def _log_epoch(self, k: int, epoch: int, loss: float, diverged: bool, size: int) -> None:
         path = self.dirs[k] / EPOCH_LOG
