@@ -4,17 +4,28 @@
 #   bash bench/gpu_check.sh --part distances     # < 90 s: CUDA distance rate vs float64 GEMM
 #   bash bench/gpu_check.sh --part distances-10k # < 2 min: operators + distances, N = 10,000
 #   bash bench/gpu_check.sh --part train         # < 90 s: vectorised training, K = 1,024 MLPs
+#   bash bench/gpu_check.sh --part pipeline      # < 90 s: the 32-network zoo through Snakemake
 #   bash bench/gpu_check.sh --part resume        # < 90 s: SIGKILL + resume on CUDA, dropout on
-# Uses the machine's own python3 (torch, h5py, numpy, scipy, scikit-learn are there) with the
-# package from workflow/ on PYTHONPATH; nothing is installed. Figures go to stdout and $OUT;
-# a part whose figure misses its goal fails the script.
+# Uses the machine's own python3 (torch, Lightning, h5py, numpy, scipy, scikit-learn are there) with
+# the package from workflow/ on PYTHONPATH. The pipeline and resume parts also need Snakemake,
+# jsonschema and the rest: WHEELS names a folder of wheels for them (`python bench/gpu_wheels.py`
+# here writes .whl/; carry it), installed into /tmp/site. MNIST_NPZ names MNIST as an npz
+# (x_train, y_train, x_test, y_test); without it the training parts make a synthetic MNIST-shaped
+# set. Figures go to stdout and $OUT; a part whose figure misses its goal fails the script.
 set -euo pipefail
 export PYTHONPATH="$PWD/workflow${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT="${OUT:-bench/out}"
 PART=all
 if [[ "${1:-}" == "--part" ]]; then PART="$2"; fi
-case "$PART" in all|distances|distances-10k|train|resume) ;; *) echo "unknown part $PART" >&2; exit 2;; esac
+case "$PART" in all|distances|distances-10k|train|pipeline|resume) ;; *) echo "unknown part $PART" >&2; exit 2;; esac
 want() { [[ "$PART" == all || "$PART" == "$1" ]]; }
+if [[ -n "${WHEELS:-}" ]]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site "$WHEELS"/*.whl
+    export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+# workflow jobs run `python -m nnmanifold`: the python beside python3's own executable
+export PATH="$(dirname "$(python3 -c 'import sys; print(sys.executable)')"):$PATH"
 mkdir -p "$OUT"
 nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
@@ -63,11 +74,17 @@ print("devices claimed by two concurrent jobs:", [p.communicate()[0].strip() for
 PY
 fi
 
+if want pipeline; then
+    echo "== pipeline: 32 MNIST MLPs and CNNs, 2 epochs, through Snakemake (goal: training phase"
+    echo "   <= 5.4 s, 20x under the 108 s of one process per model; start-up included)"
+    python3 bench/train_pipeline.py --accelerator gpu --cores 16 ${MNIST_NPZ:+--npz "$MNIST_NPZ"} \
+        | tee "$OUT/train_pipeline.txt" | tail -1
+    check "$OUT/train_pipeline.txt" 'f["training_phase_s"] <= 5.4 and f["ok"] == f["models"] == 32' \
+        "pipeline training phase >= 20x shorter than 108 s, every model ok"
+fi
+
 if want resume; then
     echo "== resume on CUDA with dropout: SIGKILL mid-epoch, no finished epoch repeated (< 90 s)"
-    # the tests import jsonschema, mnist1d, ...: WHEELS names a folder of wheels for them (the
-    # device machine reaches no index; see the device tool's README)
-    if [[ -n "${WHEELS:-}" ]]; then python3 -m pip install -q --no-index --find-links "$WHEELS" jsonschema pyyaml; fi
     NNMANIFOLD_TEST_ACCELERATOR=gpu python3 -m pytest -q -p no:cacheprovider \
         tests/test_group.py tests/test_train.py -k "sigkill"
 fi
