@@ -100,6 +100,26 @@ def test_knn_graph_is_symmetric_and_covers_k_neighbours() -> None:
     assert np.all((A > 0).sum(axis=1) >= 4)
 
 
+def test_blockwise_knn_and_checks_equal_the_whole_matrix(monkeypatch) -> None:
+    """k-NN weights and distance checks built a few rows at a time (as at N = 10,000) give the
+    single-block results, ties included, and still find a flaw in a late block."""
+    x = np.round(np.random.default_rng(2).normal(size=40), 1)  # rounding makes ties
+    D, f = np.abs(x[:, None] - x[None, :]), np.random.default_rng(3).normal(size=40)
+    whole_graph, whole_r2 = stats.knn_graph(D, 3).toarray(), stats.loo_knn_r2(D, f, k=3)
+    monkeypatch.setattr(stats, "_ROW_BLOCK", 7)
+    assert np.array_equal(stats.knn_graph(D, 3).toarray(), whole_graph)
+    assert stats.loo_knn_r2(D, f, k=3) == whole_r2
+    for flaw in (-1.0, np.nan):
+        bad = D.copy()
+        bad[38, 39] = bad[39, 38] = flaw
+        with pytest.raises(ValueError):
+            stats.knn_graph(bad, 3)
+    lopsided = D.copy()
+    lopsided[39, 30] += 1.0
+    with pytest.raises(ValueError, match="symmetric"):
+        stats.knn_graph(lopsided, 3)
+
+
 def test_dirichlet_energy_matches_double_sum_and_is_scale_free() -> None:
     rng = np.random.default_rng(5)
     A = np.triu(rng.integers(0, 2, size=(10, 10)), 1).astype(float)

@@ -27,6 +27,11 @@ from scipy.spatial.distance import pdist, squareform
 SeedLike = int | np.random.Generator
 
 _PERM_CHUNK = 256
+#: Rows of an N x N distance handled at once where a whole-matrix temporary would not fit
+#: (N = 10,000: 80 MB a block instead of several 800 MB copies).
+_ROW_BLOCK = 1024
+#: Edge-by-signal differences computed at once in the smoothness test (64 MB of float64).
+_EDGE_ELEMENTS = 1 << 23
 
 
 def spearman_with_ci(
@@ -67,7 +72,7 @@ def knn_graph(D: np.ndarray, k: int) -> sp.csr_array:
     if k_eff == 0:
         raise ValueError(f"a k-NN graph needs at least 3 networks, got {D.shape[0]}")
     W = _knn_weights(D, k_eff) * k_eff
-    return sp.csr_array(np.maximum(W, W.T))
+    return sp.csr_array(W.maximum(W.T))
 
 
 def dirichlet_energy(f: np.ndarray, A: np.ndarray | sp.sparray) -> float:
@@ -120,7 +125,7 @@ def loo_knn_r2(D: np.ndarray, f: np.ndarray, k: int = 5) -> float:
     k_eff = _effective_k(f.size, k)
     if k_eff == 0 or np.ptp(f) == 0:
         return np.nan
-    return float(_loo_r2(f[None, :], sp.csr_array(_knn_weights(D, k_eff)))[0])
+    return float(_loo_r2(f[None, :], _knn_weights(D, k_eff))[0])
 
 
 def loo_knn_r2_permutation(
@@ -135,7 +140,7 @@ def loo_knn_r2_permutation(
     out = {"r2": np.nan, "p_value": np.nan, "k": k_eff, "n": f.size}
     if k_eff == 0 or np.ptp(f) == 0:
         return out
-    W = sp.csr_array(_knn_weights(D, k_eff))
+    W = _knn_weights(D, k_eff)
     r2 = _loo_r2(f[None, :], W)[0]
     null = np.concatenate(
         [_loo_r2(f[perm], W) for perm in _permutation_chunks(f.size, n_perm, seed)]
@@ -171,9 +176,15 @@ def euclidean_distances_of(table: pd.DataFrame | pd.Series | np.ndarray) -> np.n
 
 
 def random_distance(n: int, seed: SeedLike = 0) -> np.ndarray:
-    """Random symmetric distance (uniform off-diagonal, zero diagonal): the chance baseline."""
-    upper = np.triu(np.random.default_rng(seed).uniform(size=(n, n)), 1)
-    return upper + upper.T
+    """Random symmetric distance (uniform off-diagonal, zero diagonal): the chance baseline.
+
+    The upper triangle of one n x n uniform draw, mirrored in place (no n x n temporaries).
+    """
+    out = np.random.default_rng(seed).uniform(size=(n, n))
+    for i in range(n):
+        out[i, i] = 0.0
+        out[i, :i] = out[:i, i]
+    return out
 
 
 def stratified(
@@ -238,18 +249,21 @@ def map_informativeness(
     _check_numeric(features)
     perm_seed, random_seed = np.random.SeedSequence(seed).spawn(2)
     everyone = np.ones(n, dtype=bool)
-    predictors = [
-        ("diffusion distance", D, everyone),
-        *((name, dist, keep) for name, (dist, keep) in (others or {}).items()),
-        ("hyperparameters", euclidean_distances_of(hyperparameters), everyone),
-        ("random distance", random_distance(n, np.random.default_rng(random_seed)), everyone),
-    ]
-    for col in features.columns:
-        values = features[col].to_numpy(float)
-        keep = ~np.isnan(values)
-        predictors.append((f"feature: {col}", euclidean_distances_of(values[keep]), keep))
+
+    def predictors() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """Each predictor's distance, made only when its turn comes (one N x N at a time)."""
+        yield "diffusion distance", D, everyone
+        for name, (dist, keep) in (others or {}).items():
+            yield name, dist, keep
+        yield "hyperparameters", euclidean_distances_of(hyperparameters), everyone
+        yield "random distance", random_distance(n, np.random.default_rng(random_seed)), everyone
+        for col in features.columns:
+            values = features[col].to_numpy(float)
+            keep = ~np.isnan(values)
+            yield f"feature: {col}", euclidean_distances_of(values[keep]), keep
+
     rows = []
-    for name, dist, keep in predictors:
+    for name, dist, keep in predictors():
         strata = stratified(
             dist, accuracy[keep], k=k, n_perm=n_perm, seed=np.random.default_rng(perm_seed)
         )
@@ -362,14 +376,26 @@ def _effective_k(n: int, k: int) -> int:
     return int(min(k, max(n - 2, 0)))
 
 
-def _knn_weights(D: np.ndarray, k: int) -> np.ndarray:
-    """Row-stochastic weights: 1/k on each of the k nearest others; ties at the k-th share."""
-    Dm = D.astype(float, copy=True)
-    np.fill_diagonal(Dm, np.inf)
-    kth = np.partition(Dm, k - 1, axis=1)[:, k - 1 : k]
-    closer, tied = Dm < kth, Dm == kth
-    spare = k - closer.sum(axis=1, keepdims=True)
-    return (closer + tied * spare / tied.sum(axis=1, keepdims=True)) / k
+def _knn_weights(D: np.ndarray, k: int) -> sp.csr_array:
+    """Row-stochastic weights: 1/k on each of the k nearest others; ties at the k-th share.
+
+    Sparse, and built a block of rows at a time: memory O(block x N), never N x N.
+    """
+    n = D.shape[0]
+    rows, cols, weights = [], [], []
+    for start in range(0, n, _ROW_BLOCK):
+        block = np.array(D[start : start + _ROW_BLOCK], dtype=float)
+        own = np.arange(block.shape[0])
+        block[own, start + own] = np.inf
+        kth = np.partition(block, k - 1, axis=1)[:, k - 1 : k]
+        closer, tied = block < kth, block == kth
+        share = (k - closer.sum(axis=1, keepdims=True)) / tied.sum(axis=1, keepdims=True)
+        r, c = np.nonzero(closer | tied)
+        weights.append(np.where(closer[r, c], 1.0, share[r, 0]) / k)
+        rows.append(r + start)
+        cols.append(c)
+    ij = (np.concatenate(rows), np.concatenate(cols))
+    return sp.csr_array((np.concatenate(weights), ij), shape=(n, n))
 
 
 def _loo_r2(F: np.ndarray, W: sp.csr_array) -> np.ndarray:
@@ -384,13 +410,18 @@ def _edge_energies(
 ) -> np.ndarray:
     """Normalised Dirichlet energy of each row of F on the graph given as weighted edges.
 
-    Signals are gathered as rows of F's transpose (contiguous), far faster than F's columns.
+    Signals are gathered as rows of F's transpose (contiguous), far faster than F's columns, a
+    few signals at a time: a distance with many ties (hyperparameters repeated over seeds) has a
+    k-NN graph of up to N^2 / 4 edges, and all 256 signals of a chunk at once took 3 GB at N=2500.
     """
     total = weight.sum()
     var = F.var(axis=1, ddof=1) if F.shape[1] > 1 else np.zeros(F.shape[0])
     by_node = np.ascontiguousarray(F.T)
-    diff = by_node[row] - by_node[col]
-    raw = weight @ (diff * diff)
+    raw = np.empty(F.shape[0])
+    step = max(1, _EDGE_ELEMENTS // max(row.size, 1))
+    for start in range(0, F.shape[0], step):
+        diff = by_node[row, start : start + step] - by_node[col, start : start + step]
+        raw[start : start + step] = weight @ (diff * diff)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where((var > 0) & (total > 0), raw / (2 * total * var), np.nan)
 
@@ -426,16 +457,21 @@ def _as_vector(values: np.ndarray, name: str) -> np.ndarray:
 
 
 def _check_distance(D: np.ndarray) -> np.ndarray:
-    """D as floats if it is a valid distance matrix, else a ValueError saying what is wrong."""
+    """D as floats if it is a valid distance matrix, else a ValueError saying what is wrong.
+
+    Checked a block of rows at a time, against the matching columns: no N x N temporaries.
+    """
     D = np.asarray(D, dtype=float)
     if D.ndim != 2 or D.shape[0] != D.shape[1]:
         raise ValueError(f"D must be a square N x N distance matrix, got shape {D.shape}")
-    if not np.isfinite(D).all():
-        raise ValueError("D contains NaN or inf; drop those networks' rows and columns")
-    if (D < 0).any():
-        raise ValueError("D has negative entries; a distance is non-negative")
-    if not np.allclose(D, D.T, rtol=1e-6, atol=1e-9):
-        raise ValueError("D is not symmetric; symmetrise it with (D + D.T) / 2")
+    for start in range(0, D.shape[0], _ROW_BLOCK):
+        rows, cols = D[start : start + _ROW_BLOCK], D[:, start : start + _ROW_BLOCK].T
+        if not np.isfinite(rows).all():
+            raise ValueError("D contains NaN or inf; drop those networks' rows and columns")
+        if (rows < 0).any():
+            raise ValueError("D has negative entries; a distance is non-negative")
+        if not np.allclose(rows, cols, rtol=1e-6, atol=1e-9):
+            raise ValueError("D is not symmetric; symmetrise it with (D + D.T) / 2")
     return D
 
 
