@@ -24,8 +24,6 @@ if [[ -n "${WHEELS:-}" ]]; then
         --target /tmp/site "$WHEELS"/*.whl
     export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
-# workflow jobs run `python -m nnmanifold`: the python beside python3's own executable
-export PATH="$(dirname "$(python3 -c 'import sys; print(sys.executable)')"):$PATH"
 mkdir -p "$OUT"
 nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"

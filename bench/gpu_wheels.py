@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
@@ -24,24 +26,25 @@ from packaging.markers import Marker
 ON_DEVICE = set(
     """
 absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch
-build certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-
-bindings cuda-core cuda-pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops
+build certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage
+cuda-bindings cuda-core cuda-pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops
 equinox etils execnet filelock flatbuffers flax fonttools formulaic frozenlist fsspec gpytorch
-grpcio h11 h5py hf-xet httpcore httpx huggingface-hub humanize hypothesis idna imageio interface-
-meta jax jax-cuda13-pjrt jax-cuda13-plugin jaxlib jaxtyping jinja2 joblib kiwisolver lazy-loader
-lightning lightning-utilities linear-operator lineax llvmlite lxml markdown markdown-it-py
-markupsafe matplotlib mdurl meson ml-dtypes mpi4py mpmath msgpack multidict multipledispatch mypy-
-extensions nanobind narwhals networkx ninja numba numba-cuda numpy numpyro nvidia-ml-py onnx onnx-
-ir onnxruntime onnxscript opencv-python-headless optax opt-einsum opt-einsum-fx optimistix orbax-
-checkpoint packaging pandas pathspec patsy peft pillow pip pluggy portalocker prometheus-client
-propcache protobuf psutil pyarrow pybind11 py-cpuinfo pygments pyparsing pyproject-hooks pyre-
-extensions pytest pytest-benchmark pytest-cov pytest-mock pytest-timeout pytest-xdist python-
-dateutil pytorch-lightning pyyaml regex requests rich sacrebleu safetensors scikit-build-core
-scikit-image scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools shellingham
-simplejson six sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server
-tensorstore threadpoolctl tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiffeq
-torch-geometric torchmetrics torchvision tqdm transformers treescope triton typer typing-extensions
-typing-inspect urllib3 uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
+grpcio h11 h5py hf-xet httpcore httpx huggingface-hub humanize hypothesis idna imageio
+interface-meta jax jax-cuda13-pjrt jax-cuda13-plugin jaxlib jaxtyping jinja2 joblib kiwisolver
+lazy-loader lightning lightning-utilities linear-operator lineax llvmlite lxml markdown
+markdown-it-py markupsafe matplotlib mdurl meson ml-dtypes mpi4py mpmath msgpack multidict
+multipledispatch mypy-extensions nanobind narwhals networkx ninja numba numba-cuda numpy numpyro
+nvidia-ml-py onnx onnx-ir onnxruntime onnxscript opencv-python-headless optax opt-einsum
+opt-einsum-fx optimistix orbax-checkpoint packaging pandas pathspec patsy peft pillow pip pluggy
+portalocker prometheus-client propcache protobuf psutil pyarrow pybind11 py-cpuinfo pygments
+pyparsing pyproject-hooks pyre-extensions pytest pytest-benchmark pytest-cov pytest-mock
+pytest-timeout pytest-xdist python-dateutil pytorch-lightning pyyaml regex requests rich sacrebleu
+safetensors scikit-build-core scikit-image scikit-learn scipy seaborn sentencepiece
+sentence-transformers setuptools shellingham simplejson six sortedcontainers statsmodels sympy
+tabulate tensorboard tensorboard-data-server tensorstore threadpoolctl tifffile tiktoken timm
+tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics torchvision tqdm
+transformers treescope triton typer typing-extensions typing-inspect urllib3 uvloop wadler-lindig
+werkzeug wheel wrapt xarray xxhash yarl zipp
 """.split()
 )
 #: The machine's interpreter, for dependency markers.
@@ -70,8 +73,8 @@ def needed(roots: list[str]) -> dict[str, str]:
     while todo:
         name = todo.pop()
         if name not in found and name not in ON_DEVICE:
-            found[name] = distribution(name).version
             todo += [_name(r) for r in _requires(name)]
+            found[name] = distribution(name).version
     return found
 
 
@@ -100,7 +103,12 @@ def download(packages: dict[str, str], dest: Path) -> None:
         binary += ["--python-version", "3.12", "--implementation", "cp", *platforms, spec]
         if subprocess.run(binary, capture_output=True).returncode != 0:
             print(f"{spec}: no wheel on PyPI, building one", flush=True)
-            subprocess.run([*pip, "wheel", "--no-deps", "-w", str(dest), spec], check=True)
+            built = Path(tempfile.mkdtemp())
+            subprocess.run([*pip, "wheel", "--no-deps", "-w", str(built), spec], check=True)
+            for wheel in built.glob("*.whl"):
+                if not wheel.name.endswith("-py3-none-any.whl"):
+                    raise SystemExit(f"{wheel.name} is built for this machine only; no wheel fits")
+                shutil.move(wheel, dest / wheel.name)
 
 
 def main() -> None:

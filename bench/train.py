@@ -18,6 +18,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP runtime
 
 import argparse
+import contextlib
 import json
 import logging
 import subprocess
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -100,10 +102,10 @@ def per_process(specs: list[dict], ds: data.Dataset, work: Path, threads: int) -
     return (time.perf_counter() - start) / len(specs)
 
 
-def timed_writes() -> list:
-    """[seconds, original]: the seconds ``MemberWriter.write`` (metrics, activations) takes from
-    now on, and the method it wraps (to put back)."""
-    spent, write = [0.0, train.MemberWriter.write], train.MemberWriter.write
+@contextlib.contextmanager
+def timed_writes() -> Iterator[list[float]]:
+    """[seconds] that ``MemberWriter.write`` (metrics, activations) takes inside the block."""
+    spent, write = [0.0], train.MemberWriter.write
 
     def timed(self, module, members):
         start = time.perf_counter()
@@ -111,22 +113,24 @@ def timed_writes() -> list:
         spent[0] += time.perf_counter() - start
 
     train.MemberWriter.write = timed
-    return spent
+    try:
+        yield spent
+    finally:
+        train.MemberWriter.write = write
 
 
 def vectorised(
     specs: list[dict], ds: data.Dataset, probe: dict, work: Path, threads: int, repeats: int
 ) -> list[tuple[float, float, float]]:
     """(wall s, CPU s of this process, of which writing s) of each run into a new folder under
-    ``work``, the first run cold."""
+    ``work``."""
     torch.set_num_threads(threads)
-    writes = timed_writes()
     runs = []
     for run in range(repeats):
-        writes[0] = 0.0
         t, cpu_t = time.perf_counter(), time.process_time()
         out = Path(tempfile.mkdtemp(dir=work))
-        metrics = train.train_job(specs, ds, probe, out, accelerator="cpu")
+        with timed_writes() as writes:
+            metrics = train.train_job(specs, ds, probe, out, accelerator="cpu")
         runs.append((time.perf_counter() - t, time.process_time() - cpu_t, writes[0]))
         assert all(m["status"] == "ok" for m in metrics), [m["status"] for m in metrics]
         print(
@@ -135,7 +139,6 @@ def vectorised(
             f"{sorted({m['group_size'] for m in metrics})}), median test accuracy "
             f"{np.median([m['test_accuracy'] for m in metrics]):.3f}"
         )
-    train.MemberWriter.write = writes[1]
     return runs
 
 
@@ -145,8 +148,9 @@ def cpu(args: argparse.Namespace) -> dict:
     probe = probe_of(ds, 100)
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
     load = os.getloadavg()[0]
+    runs = vectorised(specs, ds, probe, work, args.threads, args.repeats)  # the first cold
     also = vectorised(specs, ds, probe, work, args.threads_also, args.repeats)
-    runs = vectorised(specs, ds, probe, work, args.threads, args.repeats)
+    torch.set_num_threads(args.threads)
     vec_s, vec_cpu_s, write_s = min(runs)
     t = time.perf_counter()
     seq = specs[: args.sequential]

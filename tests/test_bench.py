@@ -3,35 +3,56 @@
 from __future__ import annotations
 
 import importlib.util
-import re
-from datetime import datetime
+from types import ModuleType
 
 from conftest import ROOT
 
+#: Snakemake's log as it prints jobs: stamps, other rules between, both "Finished" spellings.
+LOG = """\
+[Sun Nov 29 22:40:01 2026]
+localrule probe:
+    jobid: 2
+[Sun Nov 29 22:40:05 2026]
+Finished jobid: 2 (Rule: probe)
+[Sun Nov 29 22:40:06 2026]
+localrule train:
+    output: results/train/b0.json
+    jobid: 5
+[Sun Nov 29 22:40:07 2026]
+rule train:
+    jobid: 7
+[Sun Nov 29 22:40:19 2026]
+Finished job 5.
+[Sun Nov 29 22:40:30 2026]
+Finished jobid: 7 (Rule: train)
+[Sun Nov 29 22:40:41 2026]
+Finished jobid: 9 (Rule: features)
+"""
 
-def bench_script(name: str):
+
+def bench_script(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+def test_training_phase_runs_from_the_first_train_start_to_the_last_train_end():
+    assert bench_script("train_pipeline").training_phase(LOG) == (24.0, 2)
+
+
 def test_training_phase_is_read_from_a_real_snakemake_log(mapped_zoo):
-    """Every train job of a real run is found, and the phase lies within the run."""
+    """Every train job of a real run is found (the log format is Snakemake's, not ours)."""
     workdir, _ = mapped_zoo
-    log = (workdir / "run.log").read_text()
-    seconds, jobs = bench_script("train_pipeline").training_phase(log)
+    seconds, jobs = bench_script("train_pipeline").training_phase((workdir / "run.log").read_text())
     assert jobs == len(list((workdir / "results" / "train").glob("*.json")))
-    stamps = [
-        datetime.strptime(m, "%a %b %d %H:%M:%S %Y")
-        for m in re.findall(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$", log, re.M)
-    ]
-    assert 0 <= seconds <= (max(stamps) - min(stamps)).total_seconds()
+    assert seconds >= 0
 
 
-def test_gpu_wheels_carry_what_the_device_lacks_and_nothing_it_has():
+def test_gpu_wheels_carry_what_the_device_lacks():
     wheels = bench_script("gpu_wheels")
+    assert {"python-dateutil", "mypy-extensions", "torch", "numpy"} <= wheels.ON_DEVICE
+    assert not any(name.endswith("-") for name in wheels.ON_DEVICE)
     packages = wheels.needed(wheels._requires("nnmanifold"))
     assert {"snakemake", "jsonschema", "phate", "ripser", "optuna", "mnist1d"} <= set(packages)
-    assert not set(packages) & wheels.ON_DEVICE  # torch, numpy, h5py, ... stay the image's own
     assert "nnmanifold" not in packages  # travels as source

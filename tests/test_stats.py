@@ -109,15 +109,28 @@ def test_blockwise_knn_and_checks_equal_the_whole_matrix(monkeypatch) -> None:
     monkeypatch.setattr(stats, "_ROW_BLOCK", 7)
     assert np.array_equal(stats.knn_graph(D, 3).toarray(), whole_graph)
     assert stats.loo_knn_r2(D, f, k=3) == whole_r2
-    for flaw in (-1.0, np.nan):
+    for flaw, message in ((-1.0, "negative"), (np.nan, "NaN")):
         bad = D.copy()
-        bad[38, 39] = bad[39, 38] = flaw
-        with pytest.raises(ValueError):
+        bad[39, 0] = flaw  # last block, first column: named for what it is, not as asymmetry
+        with pytest.raises(ValueError, match=message):
             stats.knn_graph(bad, 3)
     lopsided = D.copy()
     lopsided[39, 30] += 1.0
     with pytest.raises(ValueError, match="symmetric"):
         stats.knn_graph(lopsided, 3)
+
+
+def test_smoothness_energies_in_chunks_equal_all_at_once(monkeypatch) -> None:
+    """The smoothness test's edge differences, a few shuffled signals at a time (a tie-heavy
+    graph has ~N^2/4 edges), give the energies of all signals at once."""
+    D = stats.euclidean_distances_of(pd.DataFrame({"lr": [0.1, 0.01] * 20}))  # ties everywhere
+    f = np.random.default_rng(4).normal(size=40)
+    whole = stats.smoothness_test(D, f, k=3, n_perm=99, seed=5)
+    monkeypatch.setattr(stats, "_EDGE_ELEMENTS", 1000)  # a few signals a chunk
+    chunked = stats.smoothness_test(D, f, k=3, n_perm=99, seed=5)
+    assert chunked["energy"] == pytest.approx(whole["energy"], rel=1e-12)
+    assert chunked["null_mean"] == pytest.approx(whole["null_mean"], rel=1e-12)
+    assert chunked["p_value"] == whole["p_value"]
 
 
 def test_dirichlet_energy_matches_double_sum_and_is_scale_free() -> None:

@@ -207,7 +207,7 @@ def stratified(
     strata += [(f"top {100 * (1 - q):g}%", f >= np.quantile(f, q)) for q in quantiles]
     rows = []
     for name, keep in strata:
-        sub_D, sub_f = D[np.ix_(keep, keep)], f[keep]
+        sub_D, sub_f = (D, f) if keep.all() else (D[np.ix_(keep, keep)], f[keep])
         fit = loo_knn_r2_permutation(sub_D, sub_f, k=k, n_perm=n_perm, seed=rng)
         smooth = smoothness_test(sub_D, sub_f, k=k, n_perm=n_perm, seed=rng)
         rows.append(
@@ -251,7 +251,7 @@ def map_informativeness(
     everyone = np.ones(n, dtype=bool)
 
     def predictors() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        """Each predictor's distance, made only when its turn comes (one N x N at a time)."""
+        """Each predictor's distance, made only when its turn comes (not all at once)."""
         yield "diffusion distance", D, everyone
         for name, (dist, keep) in (others or {}).items():
             yield name, dist, keep
@@ -268,6 +268,7 @@ def map_informativeness(
             dist, accuracy[keep], k=k, n_perm=n_perm, seed=np.random.default_rng(perm_seed)
         )
         rows += [{"predictor": name, **row} for row in strata]
+        del dist  # before the next one is made
     columns = ["predictor", "stratum", "r2", "r2_p", "smoothness_energy", "smoothness_p", "n", "k"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -379,7 +380,8 @@ def _effective_k(n: int, k: int) -> int:
 def _knn_weights(D: np.ndarray, k: int) -> sp.csr_array:
     """Row-stochastic weights: 1/k on each of the k nearest others; ties at the k-th share.
 
-    Sparse, and built a block of rows at a time: memory O(block x N), never N x N.
+    Sparse (k entries a row, more where networks tie at the k-th distance), built a block of
+    rows at a time: the temporaries are O(block x N), never N x N.
     """
     n = D.shape[0]
     rows, cols, weights = [], [], []
@@ -459,18 +461,20 @@ def _as_vector(values: np.ndarray, name: str) -> np.ndarray:
 def _check_distance(D: np.ndarray) -> np.ndarray:
     """D as floats if it is a valid distance matrix, else a ValueError saying what is wrong.
 
-    Checked a block of rows at a time, against the matching columns: no N x N temporaries.
+    Checked a block of rows at a time (symmetry against the matching columns, once every entry
+    is known to be finite and non-negative): no N x N temporaries.
     """
     D = np.asarray(D, dtype=float)
     if D.ndim != 2 or D.shape[0] != D.shape[1]:
         raise ValueError(f"D must be a square N x N distance matrix, got shape {D.shape}")
-    for start in range(0, D.shape[0], _ROW_BLOCK):
-        rows, cols = D[start : start + _ROW_BLOCK], D[:, start : start + _ROW_BLOCK].T
-        if not np.isfinite(rows).all():
+    blocks = [slice(start, start + _ROW_BLOCK) for start in range(0, D.shape[0], _ROW_BLOCK)]
+    for rows in blocks:
+        if not np.isfinite(D[rows]).all():
             raise ValueError("D contains NaN or inf; drop those networks' rows and columns")
-        if (rows < 0).any():
+        if (D[rows] < 0).any():
             raise ValueError("D has negative entries; a distance is non-negative")
-        if not np.allclose(rows, cols, rtol=1e-6, atol=1e-9):
+    for rows in blocks:
+        if not np.allclose(D[rows], D[:, rows].T, rtol=1e-6, atol=1e-9):
             raise ValueError("D is not symmetric; symmetrise it with (D + D.T) / 2")
     return D
 

@@ -270,9 +270,11 @@ def write_activations(
 
 
 def _new_attr(obj: Any, name: str, value: str | list[str]) -> None:
-    """Add a text (or list-of-text) attribute to a new HDF5 object, as ``obj.attrs[name] = value``
-    stores it, through the low-level API: h5py's own path guards against overwriting (a temporary
-    attribute, then a rename), which made attributes most of the cost of a small file."""
+    """Add a text attribute (a string, or an array of strings) to a new HDF5 file, group or
+    dataset: variable-length UTF-8, as ``obj.attrs[name] = value`` stores text (an empty list
+    becomes an empty array of strings, where h5py would store floats). Through the low-level
+    API: h5py's own path guards against overwriting (a temporary attribute, then a rename),
+    which made attributes most of the cost of a small file."""
     import h5py
 
     values = np.array(value, dtype=h5py.string_dtype())

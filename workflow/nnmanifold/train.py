@@ -265,13 +265,10 @@ class MemberWriter(Checkpoint):
         ]
         continuing = [k for k in stats["members"] if k not in finished]
 
-        def save(k: int, checkpoint: dict[str, Any]) -> None:
+        for k, checkpoint in zip(continuing, module.member_checkpoints(continuing), strict=True):
             path = self.dirs[k] / "checkpoints" / GROUP_CHECKPOINT
             with storage.atomic_path(path, durable=False) as tmp:
                 torch.save(checkpoint, tmp)
-
-        for k, checkpoint in zip(continuing, module.member_checkpoints(continuing), strict=True):
-            save(k, checkpoint)
         self.write(module, finished)
         for k in stats["members"]:
             epoch = module.done[k] - (not diverged[k])
@@ -291,7 +288,8 @@ class MemberWriter(Checkpoint):
         diverged = module.diverged.tolist()
         share = (time.perf_counter() - self.started) / module.size
 
-        def record(j: int, k: int) -> None:
+        # one after another: h5py serialises its calls, and writer threads measured slower
+        for j, k in enumerate(members):
             spec, out = module.specs[k], self.dirs[k]
             layers = {name: v.numpy() for name, v in hidden[j].items()}
             metrics: dict[str, Any] = {"model_id": spec["model_id"], "spec": spec, "reason": None}
@@ -322,9 +320,6 @@ class MemberWriter(Checkpoint):
                 metrics["test_accuracy"],
                 module.size,
             )
-
-        for j, k in enumerate(members):  # threads measured slower: h5py serialises its calls
-            record(j, k)
 
     def _log_epoch(self, k: int, epoch: int, loss: float, diverged: bool, size: int) -> None:
         path = self.dirs[k] / EPOCH_LOG
