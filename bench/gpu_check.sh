@@ -11,7 +11,8 @@
 # jsonschema and the rest: WHEELS names a folder of wheels for them (`python bench/gpu_wheels.py`
 # here writes .whl/; carry it), installed into /tmp/site. MNIST_NPZ names MNIST as an npz
 # (x_train, y_train, x_test, y_test); without it the training parts make a synthetic MNIST-shaped
-# set. Figures go to stdout and $OUT; a part whose figure misses its goal fails the script.
+# set. Figures go to stdout and $OUT. A failed step or missed goal is reported and the script goes
+# on to the next one (a lent machine's minutes are few); it exits 1 at the end if any failed.
 set -euo pipefail
 export PYTHONPATH="$PWD/workflow${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT="${OUT:-bench/out}"
@@ -28,9 +29,11 @@ mkdir -p "$OUT"
 nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
+FAILED=()
+fail() { FAILED+=("$1"); echo "FAIL $1"; }
 # check FILE EXPRESSION MESSAGE: assert EXPRESSION over the JSON figures f on FILE's last line
 check() {
-    python3 - "$1" "$2" "$3" <<'PY'
+    python3 - "$1" "$2" "$3" <<'PY' || fail "$3"
 import json, sys
 f = json.loads(open(sys.argv[1]).read().splitlines()[-1])
 ok = eval(sys.argv[2], {}, {"f": f})
@@ -42,17 +45,20 @@ PY
 if want distances; then
     echo "== distances: CUDA rate vs this GPU's float64 GEMM of the same shape (N=2000, n=1000)"
     python3 bench/distances.py --device-rate --device cuda --models 2000 --points 1000 \
-        --budget-mb 4096 --repeats 3 | tee "$OUT/distances_rate.txt" | tail -1
+        --budget-mb 4096 --repeats 3 | tee "$OUT/distances_rate.txt" | tail -1 \
+        || fail "distances.py"
     check "$OUT/distances_rate.txt" 'f["resident_gemm_fraction"] >= 0.5' \
         "operators resident: distance rate >= 0.5 of float64 GEMM"
     echo "== distances: CUDA agrees with the NumPy reference and the CPU path"
-    python3 -m pytest -q tests/test_distances.py -k cuda -p no:cacheprovider
+    python3 -m pytest -q tests/test_distances.py -k cuda -p no:cacheprovider \
+        || fail "CUDA distance tests"
 fi
 
 if want distances-10k; then
     echo "== distances: operators + distances of N=10,000 networks at n=1,000 (80 GB of operators)"
     python3 bench/distances.py --device-rate --device cuda --models 10000 --points 1000 \
-        --budget-mb 24576 --repeats 1 | tee "$OUT/distances_10k.txt" | tail -1
+        --budget-mb 24576 --repeats 1 | tee "$OUT/distances_10k.txt" | tail -1 \
+        || fail "distances.py 10k"
     check "$OUT/distances_10k.txt" 'f["resident_s"] < 120 and f["streamed_s"] < 120' \
         "N=10,000 in under 2 minutes, resident and streamed in 24 GB"
 fi
@@ -60,11 +66,12 @@ fi
 if want train; then
     echo "== train: vectorised MLPs 784-64-64-10, K=1,024 on one GPU (goal >= 1,000 model-epochs/s)"
     # MNIST as an npz (x_train, y_train, x_test, y_test) when MNIST_NPZ names one, else synthetic
-    python3 bench/train.py --gpu ${MNIST_NPZ:+--npz "$MNIST_NPZ"} | tee "$OUT/train_gpu.txt" | tail -1
+    python3 bench/train.py --gpu ${MNIST_NPZ:+--npz "$MNIST_NPZ"} | tee "$OUT/train_gpu.txt" | tail -1 \
+        || fail "train.py --gpu"
     check "$OUT/train_gpu.txt" 'f["model_epochs_per_s"] >= 1000 and f["ok"] == f["models"]' \
         "vectorised training >= 1,000 model-epochs/s, every model ok"
     echo "== train: two concurrent jobs claim one device each"
-    python3 - <<'PY'
+    python3 - <<'PY' || fail "device claims"
 import subprocess, sys
 claim = "from nnmanifold import gpu; import os, time; gpu.claim_device(1); print(os.environ['CUDA_VISIBLE_DEVICES']); time.sleep(2)"
 procs = [subprocess.Popen([sys.executable, "-c", claim], stdout=subprocess.PIPE, text=True) for _ in range(2)]
@@ -76,7 +83,7 @@ if want pipeline; then
     echo "== pipeline: 32 MNIST MLPs and CNNs, 2 epochs, through Snakemake (goal: training phase"
     echo "   <= 5.4 s, 20x under the 108 s of one process per model; start-up included)"
     python3 bench/train_pipeline.py --accelerator gpu --cores 16 ${MNIST_NPZ:+--npz "$MNIST_NPZ"} \
-        | tee "$OUT/train_pipeline.txt" | tail -1
+        | tee "$OUT/train_pipeline.txt" | tail -1 || fail "train_pipeline.py"
     check "$OUT/train_pipeline.txt" 'f["training_phase_s"] <= 5.4 and f["ok"] == f["models"] == 32' \
         "pipeline training phase >= 20x shorter than 108 s, every model ok"
 fi
@@ -84,5 +91,12 @@ fi
 if want resume; then
     echo "== resume on CUDA with dropout: SIGKILL mid-epoch, no finished epoch repeated (< 90 s)"
     NNMANIFOLD_TEST_ACCELERATOR=gpu python3 -m pytest -q -p no:cacheprovider \
-        tests/test_group.py tests/test_train.py -k "sigkill"
+        tests/test_group.py tests/test_train.py -k "sigkill" \
+        || fail "CUDA resume tests"
 fi
+
+if ((${#FAILED[@]})); then
+    printf 'failed: %s\n' "${FAILED[@]}"
+    exit 1
+fi
+echo "every check passed"
