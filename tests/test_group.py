@@ -1,7 +1,9 @@
 """Vectorised group training: matches the one-model path, isolates members, resumes, stops."""
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -192,10 +194,17 @@ def test_a_diverging_member_does_not_touch_the_others(digits, tmp_path):
 # --- (d) per-model epochs -----------------------------------------------------------------------
 
 
-def test_a_member_with_fewer_epochs_stops_updating(digits, tmp_path):
+def test_a_member_with_fewer_epochs_stops_updating(digits, tmp_path, caplog):
     ds, probe = digits
     short, long = _specs(lr=0.05, width=16, epochs=[1, 3])
+    caplog.set_level(logging.INFO, logger="nnmanifold.train")
     both = train.train_job([short, long], ds, probe, tmp_path / "a", accelerator="cpu")
+    # the job log's line per group epoch: members trained, members finished
+    progress = [
+        re.match(r"group of 2: (\d) trained an epoch .*; (\d) of 2 finished", r.getMessage())
+        for r in caplog.records
+    ]
+    assert [m.groups() for m in progress if m] == [("2", "1"), ("1", "1"), ("1", "2")]
     alone = train.train_job([short], ds, probe, tmp_path / "b", accelerator="cpu")
     assert [m["group_size"] for m in both] == [2, 2] and alone[0]["group_size"] == 1
     assert both[0]["epochs_completed"] == 1 and both[1]["epochs_completed"] == 3

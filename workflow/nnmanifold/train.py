@@ -274,6 +274,22 @@ class MemberWriter(Checkpoint):
             epoch = module.done[k] - (not diverged[k])
             self._log_epoch(k, epoch, stats["train_loss"][k], diverged[k], module.size)
         storage.sync_all()
+        self._log_progress(module, [k for k in stats["members"] if not diverged[k]])
+
+    def _log_progress(self, module: group.GroupClassifier, trained: list[int]) -> None:
+        """One line per group epoch in the job's log: how far the group is, its median loss."""
+        losses = [module._epoch_stats["train_loss"][k] for k in trained]
+        log.info(
+            "group of %d: %d trained an epoch (median train loss %.4f); %d of %d finished, "
+            "%d diverged, %.1f s",
+            module.size,
+            len(trained),
+            float(np.median(losses)) if losses else math.nan,
+            len(self.metrics),
+            module.size,
+            int(module.diverged.sum()),
+            time.perf_counter() - self.started,
+        )
 
     def write(self, module: group.GroupClassifier, members: list[int]) -> None:
         """Record test metrics and probe activations of finished members, as train_model does."""
