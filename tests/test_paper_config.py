@@ -32,8 +32,7 @@ def _train_resources(config: Path, workdir: Path) -> list[str]:
 
 
 def _n_train_jobs(config: dict) -> int:
-    ids = [spec["model_id"] for spec in zoo.expand(config)]
-    return len(zoo.batches(ids, config["train"]["models_per_job"]))
+    return len(zoo.batches(zoo.expand(config), config["train"]["models_per_job"]))
 
 
 def test_paper_config_is_the_mnist_zoo_at_scale() -> None:

@@ -91,10 +91,12 @@ def test_tiny_zoo_trains_on_slurm_with_train_jobs_grouped_on_one_gpu(
     ], log[-3000:]
 
     results = tmp_path / "results"
-    ids = pd.read_csv(results / "zoo.csv")["model_id"].tolist()
+    table = pd.read_csv(results / "zoo.csv")
+    ids = table["model_id"].tolist()
     assert len(ids) == 4
     manifests = [json.loads(p.read_text()) for p in (results / "train").glob("*.json")]
-    buckets = zoo.batches(ids, config["train"]["models_per_job"])
+    specs = [{**json.loads(s), "model_id": m} for m, s in zip(ids, table["spec"], strict=True)]
+    buckets = zoo.batches(specs, config["train"]["models_per_job"])
     assert sorted(len(m) for m in manifests) == sorted(len(b) for b in buckets.values())
     assert all(len(m) <= 2 for m in manifests)
     assert sorted(m["model_id"] for job in manifests for m in job) == sorted(ids)

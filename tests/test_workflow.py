@@ -26,8 +26,8 @@ def test_bad_config_key_stops_before_any_job(tiny):
 
 
 def _jobs_of(config: dict) -> dict[str, set[str]]:
-    ids = [s["model_id"] for s in zoo.expand(validate(config))]
-    return {k: set(v) for k, v in zoo.batches(ids, config["train"]["models_per_job"]).items()}
+    specs = zoo.expand(validate(config))
+    return {k: set(v) for k, v in zoo.batches(specs, config["train"]["models_per_job"]).items()}
 
 
 def _changed_jobs(before: dict, after: dict) -> set[str]:

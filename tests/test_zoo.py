@@ -7,6 +7,7 @@ import pytest
 
 from nnmanifold import UserError, zoo
 from nnmanifold.config import validate
+from nnmanifold.storage import content_hash
 
 
 def _config(**zoo_section):
@@ -68,23 +69,50 @@ def test_table_has_one_row_per_model_with_its_spec(tmp_path):
     assert json.loads(back["spec"][1])["seed"] == specs[1]["seed"]
 
 
-def test_batches_are_id_prefixes_no_larger_than_the_limit():
-    ids = [s["model_id"] for s in zoo.expand(_config(seeds=list(range(40)), space={"lr": [0.1]}))]
-    jobs = zoo.batches(ids, 8)
+def test_batches_are_job_key_prefixes_no_larger_than_the_limit():
+    specs = zoo.expand(_config(seeds=list(range(40)), space={"lr": [0.1]}))
+    ids = [s["model_id"] for s in specs]
+    jobs = zoo.batches(specs, 8)
     assert sorted(m for members in jobs.values() for m in members) == sorted(ids)
+    key = {s["model_id"]: _job_key(s) for s in specs}
     for name, members in jobs.items():
         assert re.fullmatch(zoo.BATCH_PATTERN, name)
         assert 1 <= len(members) <= 8
-        assert all(_bits(m).startswith(name[1:]) for m in members)
-        # a bucket exists only because its parent held too many ids to be one job
-        parent = [m for m in ids if _bits(m).startswith(name[1:-1])]
+        assert all(key[m].startswith(name[1:]) for m in members)
+        # a bucket exists only because its parent held too many models to be one job
+        parent = [m for m in ids if key[m].startswith(name[1:-1])]
         assert name == "b" or len(parent) > 8
-    assert list(zoo.batches(list(reversed(ids)), 8)) == list(jobs)  # order does not matter
+    assert list(zoo.batches(list(reversed(specs)), 8)) == list(jobs)  # order does not matter
 
 
-def _bits(model_id: str) -> str:
-    """Slow reference: each hex digit as four bits."""
-    return "".join(format(int(c, 16), "04b") for c in model_id)
+def test_same_shaped_models_share_jobs():
+    """So that a job's models train as few, large vectorised groups: 4 shapes of 8 models each,
+    with lr and seed varying inside a shape, make 4 jobs of one shape each."""
+    specs = zoo.expand(
+        _config(
+            seeds=[0, 1], space={"depth": [1, 2], "width": [16, 64], "lr": [0.1, 0.01, 0.001, 0.3]}
+        )
+    )
+    jobs = zoo.batches(specs, 8)
+    by_id = {s["model_id"]: s for s in specs}
+    shapes = [{zoo.shape_key(by_id[m]) for m in members} for members in jobs.values()]
+    assert sorted(len(members) for members in jobs.values()) == [8, 8, 8, 8]
+    assert all(len(s) == 1 for s in shapes) and len(set().union(*shapes)) == 4
+
+
+def _job_key(spec: dict) -> str:
+    """Slow reference: the shape's hash, then the id, each hex digit as four bits."""
+    shape = content_hash(zoo.shape_key(spec), zoo.SHAPE_BITS // 4)
+    return "".join(format(int(c, 16), "04b") for c in shape + spec["model_id"])
+
+
+def _random_specs(rng: np.random.Generator, n: int) -> list[dict]:
+    """n specs of random ids spread over 3 shapes."""
+    widths = rng.choice([16, 64, 256], size=n)
+    return [
+        {"model_id": f"{v:012x}", "arch": "mlp", "width": int(w), "data": {"name": "digits"}}
+        for v, w in zip(rng.integers(0, 2**48, size=n), widths, strict=True)
+    ]
 
 
 def _changed(before: dict, after: dict) -> set[str]:
@@ -100,25 +128,26 @@ def test_adding_or_removing_one_model_changes_only_its_bucket(n):
     limit = 8
     sizes = []
     for _ in range(10):
-        ids = [f"{v:012x}" for v in rng.integers(0, 2**48, size=n)]
-        before = zoo.batches(ids, limit)
+        specs = _random_specs(rng, n)
+        before = zoo.batches(specs, limit)
         sizes += [len(v) for v in before.values()]
-        new = f"{rng.integers(0, 2**48):012x}"
-        gone = ids[rng.integers(n)]
+        new = _random_specs(rng, 1)[0]
+        gone = specs[rng.integers(n)]
         for after, moved in [
-            (zoo.batches([*ids, new], limit), new),
-            (zoo.batches([i for i in ids if i != gone], limit), gone),
+            (zoo.batches([*specs, new], limit), new),
+            (zoo.batches([s for s in specs if s is not gone], limit), gone),
         ]:
             changed = _changed(before, after)
-            holder = {k for k, v in {**before, **after}.items() if moved in v}
+            holder = {k for k, v in {**before, **after}.items() if moved["model_id"] in v}
             if changed == holder:
                 assert len(changed) == 1
-            else:  # a split or merge: the changes lie under one prefix holding <= limit + 1 ids
+            else:  # a split or merge: the changes lie under one prefix holding <= limit + 1 models
                 root = min(changed, key=len)[1:]
                 assert all(name[1:].startswith(root) for name in changed)
                 touched = {m for k in changed for m in [*before.get(k, []), *after.get(k, [])]}
                 assert len(touched) <= limit + 1
-                assert all(_bits(m).startswith(root) for m in touched)
+                key = {s["model_id"]: _job_key(s) for s in [*specs, new]}
+                assert all(key[m].startswith(root) for m in touched)
             assert all(len(v) <= limit for v in after.values())
     mean = float(np.mean(sizes))
     print(f"{n} models, limit {limit}: mean job size {mean:.2f}, {len(sizes) // 10} jobs")

@@ -13,7 +13,6 @@ group it trained in.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,21 +25,14 @@ from torch.nn import functional as F
 
 from nnmanifold.data import Dataset
 from nnmanifold.models import ACTIVATIONS, Classifier
+from nnmanifold.zoo import shape_key
 
-#: What members of one group must share (dropout, lr, momentum, weight decay, epochs, seed vary).
-SHAPE_KEYS = ("arch", "depth", "width", "channels", "activation", "batch_size", "optimizer")
 #: Adam's defaults in torch.optim (the one-model path uses them).
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 #: An epoch's mini-batches reach Lightning in at most this many training steps (chunks), so
 #: Lightning's per-step cost (~2 ms on a CPU) is paid a few times an epoch, not per mini-batch.
 STEPS_PER_EPOCH = 16
 _M32 = 0xFFFFFFFF
-
-
-def shape_key(spec: dict[str, Any]) -> str:
-    """What a spec must share with the other members of its group, as a string."""
-    shape = {k: spec.get(k) for k in SHAPE_KEYS}
-    return json.dumps({**shape, "data": spec["data"]}, sort_keys=True)
 
 
 def classifier(spec: dict[str, Any], input_shape: tuple[int, ...], n_classes: int) -> Classifier:

@@ -406,8 +406,7 @@ def search_round(
         specs = _draw_round(layout, k, batches, settings, zoo_config, geometry, embedding)
         storage.write_json(path, {"round": k, "search": settings.identity(), "specs": specs})
         log.info("search %s round %d: %d new models recorded", settings.name, k, len(specs))
-    ids = [s["model_id"] for s in storage.read_json(path)["specs"]]
-    jobs = zoo_lib.batches(ids, models_per_job, prefix=f"r{k}b")
+    jobs = zoo_lib.batches(storage.read_json(path)["specs"], models_per_job, prefix=f"r{k}b")
     storage.write_json(layout.search_batches(settings.name, k), jobs)
 
 

@@ -20,7 +20,7 @@ import torch
 from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from nnmanifold import UserError, group, storage
+from nnmanifold import UserError, group, storage, zoo
 from nnmanifold.data import ArrayDataModule, Dataset
 from nnmanifold.models import Classifier
 from nnmanifold.paths import Layout
@@ -163,7 +163,7 @@ def train_job(
         elif (out / "checkpoints" / "last.ckpt").is_file():
             done[spec["model_id"]] = train_model(spec, dataset, probe, out, accelerator)
         else:
-            shapes.setdefault(group.shape_key(spec), []).append(spec)
+            shapes.setdefault(zoo.shape_key(spec), []).append(spec)
     budget = _group_budget(accelerator)
     for members in shapes.values():
         size = group.group_size(members[0], dataset, budget)

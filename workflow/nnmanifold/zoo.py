@@ -98,22 +98,45 @@ def check_layer(specs: Sequence[dict[str, Any]], layer: str | None) -> None:
     )
 
 
-#: A training job's name: "b" and the binary prefix its members' ids share (ids are 48 bits).
-BATCH_PATTERN = "(?:r[0-9]+)?b[01]{0,48}"
+#: What the models of one vectorised training group share (seed, lr, momentum, weight decay,
+#: dropout and epochs may differ); see ``group``.
+SHAPE_KEYS = ("arch", "depth", "width", "channels", "activation", "batch_size", "optimizer")
+#: Leading bits of a model's job key taken from its shape (the rest are its id's 48 bits).
+SHAPE_BITS = 16
+#: A training job's name: "b" and the binary prefix its members' job keys share.
+BATCH_PATTERN = "(?:r[0-9]+)?b[01]{0,64}"
 
 
-def batches(ids: Sequence[str], per_job: int, prefix: str = "b") -> dict[str, list[str]]:
-    """Training jobs as buckets of model ids: a bucket holds the ids that start with one binary
-    prefix (named ``<prefix><bits>``; search round k uses ``r<k>b``), and a bucket of more than
-    ``per_job`` ids is split in two.
+def shape_key(spec: dict[str, Any]) -> str:
+    """What a spec must share with the other members of its training group, as a string."""
+    shape = {k: spec.get(k) for k in SHAPE_KEYS}
+    return json.dumps({**shape, "data": spec["data"]}, sort_keys=True)
 
-    Which job holds a model depends on the set of ids alone (never on order, device or hardware),
-    so adding or removing a model changes the bucket that holds it and no other, unless that
-    bucket splits or merges, which changes only the ids under its prefix. Members keep zoo order.
+
+def job_key(spec: dict[str, Any]) -> str:
+    """A model's place among training jobs, as bits: a hash of its shape, then its id.
+
+    Same-shaped models therefore share jobs (and train as one vectorised group) until their
+    bucket must split; within a shape, the id spreads them evenly.
+    """
+    return _bits(content_hash(shape_key(spec), SHAPE_BITS // 4)) + _bits(spec["model_id"])
+
+
+def batches(
+    specs: Sequence[dict[str, Any]], per_job: int, prefix: str = "b"
+) -> dict[str, list[str]]:
+    """Training jobs as buckets of model ids: a bucket holds the models whose job keys
+    (``job_key``: shape, then id) start with one binary prefix (named ``<prefix><bits>``; search
+    round k uses ``r<k>b``), and a bucket of more than ``per_job`` models is split in two.
+
+    Which job holds a model depends on the set of specs alone (never on order, device or
+    hardware), so adding or removing a model changes the bucket that holds it and no other, unless
+    that bucket splits or merges, which changes only the models under its prefix. Members keep
+    zoo order.
     """
     if per_job < 1:
         raise ValueError(f"per_job must be at least 1, got {per_job}")
-    bits = {i: _bits(i) for i in ids}
+    bits = {s["model_id"]: job_key(s) for s in specs}
     jobs: dict[str, list[str]] = {}
 
     def split(head: str, members: list[str]) -> None:
@@ -124,13 +147,13 @@ def batches(ids: Sequence[str], per_job: int, prefix: str = "b") -> dict[str, li
             if side := [m for m in members if bits[m][len(head)] == bit]:
                 split(head + bit, side)
 
-    if ids:
-        split("", list(ids))
+    if bits:
+        split("", list(bits))
     return dict(sorted(jobs.items()))
 
 
 def _bits(model_id: str) -> str:
-    """A model id (hexadecimal) as a string of bits, most significant first."""
+    """A hexadecimal id or hash as a string of bits, most significant first."""
     try:
         return bin(int(model_id, 16))[2:].zfill(4 * len(model_id))
     except ValueError:

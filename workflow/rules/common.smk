@@ -38,11 +38,11 @@ def with_rounds(rounds):
     """Specs and training jobs of the zoo plus the given search rounds: each round's new models
     make their own jobs, so the zoo's jobs keep their names."""
     specs = {s["model_id"]: s for s in ZOO_SPECS}
-    batches = zoo_lib.batches(list(specs), S.train.models_per_job)
+    batches = zoo_lib.batches(ZOO_SPECS, S.train.models_per_job)
     for k, new in enumerate(rounds, start=1):
-        ids = [s["model_id"] for s in new if s["model_id"] not in specs]
+        fresh = [s for s in new if s["model_id"] not in specs]
         specs.update({s["model_id"]: s for s in new})
-        batches.update(zoo_lib.batches(ids, S.train.models_per_job, prefix=f"r{k}b"))
+        batches.update(zoo_lib.batches(fresh, S.train.models_per_job, prefix=f"r{k}b"))
     return specs, batches
 
 
