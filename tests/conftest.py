@@ -1,17 +1,22 @@
-"""Shared fixtures: tiny configs and a runner for the real Snakemake workflow."""
+"""Shared fixtures: tiny configs, the digits data with a probe set, a runner for the real
+Snakemake workflow, and one for a training process killed mid-run."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+#: The resume tests run on the CPU; bench/gpu_check.sh --part resume runs them on CUDA.
+ACCELERATOR = os.environ.get("NNMANIFOLD_TEST_ACCELERATOR", "cpu")
 
 TINY = {
     "data": {"name": "digits", "n_probe": 50},
@@ -89,3 +94,39 @@ def tiny(tmp_path: Path) -> tuple[Path, dict]:
     config = copy.deepcopy(TINY)
     write_config(tmp_path, config)
     return tmp_path, config
+
+
+def digits_with_probe(data_section: dict | None = None) -> tuple:
+    """The digits data set (as ``data_section`` sets it up) and a 50-point probe set."""
+    from nnmanifold import data
+    from nnmanifold.config import validate
+
+    ds = data.load_dataset(validate({"data": data_section or {}})["data"])
+    idx = data.probe_indices(ds.y_test, 50, 0)
+    probe = {"indices": idx, "labels": ds.y_test[idx], "x": ds.x_test[idx], "dataset": "digits"}
+    probe["hash"] = data.probe_hash("digits", idx, probe["labels"], probe["x"])
+    return ds, probe
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple:
+    return digits_with_probe()
+
+
+def run_killed(workdir: Path, script: str, job: dict, ds, probe: dict) -> None:
+    """Run ``script`` in a fresh process that finds the data in ``job.npz`` and its arguments in
+    ``job.json``; it must end by SIGKILL (the script kills itself mid-run)."""
+    np.savez(
+        workdir / "job.npz",
+        x_train=ds.x_train,
+        y_train=ds.y_train,
+        x_test=ds.x_test,
+        y_test=ds.y_test,
+        px=probe["x"],
+    )
+    (workdir / "job.json").write_text(json.dumps({**job, "hash": probe["hash"]}))
+    (workdir / "killer.py").write_text(script)
+    proc = subprocess.run(
+        [sys.executable, "killer.py"], cwd=workdir, capture_output=True, text=True
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]

@@ -1,11 +1,8 @@
 """Vectorised group training: matches the one-model path, isolates members, resumes, stops."""
 
-import json
 import logging
 import os
 import re
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -13,20 +10,12 @@ import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import ACCELERATOR, run_killed
 
 from nnmanifold import data, group, storage, train, zoo
 from nnmanifold.config import validate
 from nnmanifold.models import Classifier
 from nnmanifold.paths import Layout
-
-
-@pytest.fixture(scope="module")
-def digits():
-    ds = data.load_dataset(validate({})["data"])
-    idx = data.probe_indices(ds.y_test, 50, 0)
-    probe = {"indices": idx, "labels": ds.y_test[idx], "x": ds.x_test[idx], "dataset": "digits"}
-    probe["hash"] = data.probe_hash("digits", idx, probe["labels"], probe["x"])
-    return ds, probe
 
 
 def _specs(seeds=(0,), **space):
@@ -216,9 +205,6 @@ def test_a_member_with_fewer_epochs_stops_updating(digits, tmp_path, caplog):
 
 # --- (c) SIGKILL mid-run, then resume -------------------------------------------------------------
 
-#: The resume tests run on the CPU; bench/gpu_check.sh --part resume runs them on CUDA.
-ACCELERATOR = os.environ.get("NNMANIFOLD_TEST_ACCELERATOR", "cpu")
-
 KILLER = textwrap.dedent(
     """
     import json, os, signal
@@ -249,26 +235,8 @@ def test_sigkill_mid_epoch_resumes_without_repeating_an_epoch(digits, tmp_path):
     whole = train.train_job(specs, ds, probe, tmp_path / "whole", accelerator=ACCELERATOR)
 
     results = tmp_path / "killed"
-    np.savez(
-        tmp_path / "job.npz",
-        x_train=ds.x_train,
-        y_train=ds.y_train,
-        x_test=ds.x_test,
-        y_test=ds.y_test,
-        px=probe["x"],
-    )
-    job = {
-        "specs": specs,
-        "hash": probe["hash"],
-        "results": str(results),
-        "accelerator": ACCELERATOR,
-    }
-    (tmp_path / "job.json").write_text(json.dumps(job))
-    (tmp_path / "killer.py").write_text(KILLER)
-    proc = subprocess.run(
-        [sys.executable, "killer.py"], cwd=tmp_path, capture_output=True, text=True
-    )
-    assert proc.returncode == -9, proc.stderr[-2000:]
+    job = {"specs": specs, "results": str(results), "accelerator": ACCELERATOR}
+    run_killed(tmp_path, KILLER, job, ds, probe)
     for spec in specs:
         out = Layout(results).model_dir(spec["model_id"])
         assert not (out / "metrics.json").exists()

@@ -1,26 +1,14 @@
 """Training: learns, records divergence and failure, resumes after SIGKILL to identical metrics."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
-import pytest
 import torch
+from conftest import ACCELERATOR, run_killed
 
 from nnmanifold import data, models, storage, train, zoo
 from nnmanifold.config import validate
-
-
-@pytest.fixture(scope="module")
-def digits():
-    ds = data.load_dataset(validate({})["data"])
-    idx = data.probe_indices(ds.y_test, 50, 0)
-    probe = {"indices": idx, "labels": ds.y_test[idx], "x": ds.x_test[idx], "dataset": "digits"}
-    probe["hash"] = data.probe_hash("digits", idx, probe["labels"], probe["x"])
-    return ds, probe
 
 
 def _spec(**space):
@@ -97,9 +85,6 @@ def test_crashing_model_is_recorded_as_failed(digits, tmp_path):
     assert (tmp_path / "activations.h5").is_file()
 
 
-#: The resume test runs on the CPU; bench/gpu_check.sh --part resume runs it on CUDA.
-ACCELERATOR = os.environ.get("NNMANIFOLD_TEST_ACCELERATOR", "cpu")
-
 KILLER = textwrap.dedent(
     """
     import json, os, signal, sys
@@ -131,21 +116,8 @@ def test_sigkill_mid_epoch_resumes_to_identical_metrics(digits, tmp_path):
     whole = train.train_model(spec, ds, probe, tmp_path / "whole", accelerator=ACCELERATOR)
 
     out = tmp_path / "killed"
-    np.savez(
-        tmp_path / "job.npz",
-        x_train=ds.x_train,
-        y_train=ds.y_train,
-        x_test=ds.x_test,
-        y_test=ds.y_test,
-        px=probe["x"],
-    )
-    job = {"spec": spec, "hash": probe["hash"], "out": str(out), "accelerator": ACCELERATOR}
-    (tmp_path / "job.json").write_text(json.dumps(job))
-    (tmp_path / "killer.py").write_text(KILLER)
-    proc = subprocess.run(
-        [sys.executable, "killer.py"], cwd=tmp_path, capture_output=True, text=True
-    )
-    assert proc.returncode == -9, proc.stderr[-2000:]
+    job = {"spec": spec, "out": str(out), "accelerator": ACCELERATOR}
+    run_killed(tmp_path, KILLER, job, ds, probe)
     assert not (out / "metrics.json").exists()
     assert not (out / "activations.h5").exists()
     assert (out / "checkpoints" / "last.ckpt").is_file()  # epochs 0 and 1 were saved

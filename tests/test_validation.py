@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import digits_with_probe
 
 from nnmanifold import data, train, zoo
 from nnmanifold.config import validate
@@ -11,11 +12,7 @@ from nnmanifold.models import Classifier
 
 @pytest.fixture(scope="module")
 def digits():
-    ds = data.load_dataset(validate({"data": {"max_train": 400}})["data"])
-    idx = data.probe_indices(ds.y_test, 50, 0)
-    probe = {"indices": idx, "labels": ds.y_test[idx], "x": ds.x_test[idx], "dataset": "digits"}
-    probe["hash"] = data.probe_hash("digits", idx, probe["labels"], probe["x"])
-    return ds, probe
+    return digits_with_probe({"max_train": 400})
 
 
 def _reference_accuracy(spec, ds, checkpoint):
