@@ -71,8 +71,7 @@ def knn_graph(D: np.ndarray, k: int) -> sp.csr_array:
     k_eff = _effective_k(D.shape[0], k)
     if k_eff == 0:
         raise ValueError(f"a k-NN graph needs at least 3 networks, got {D.shape[0]}")
-    W = _knn_weights(D, k_eff) * k_eff
-    return sp.csr_array(W.maximum(W.T))
+    return _graph(_knn_weights(D, k_eff), k_eff)
 
 
 def dirichlet_energy(f: np.ndarray, A: np.ndarray | sp.sparray) -> float:
@@ -99,10 +98,17 @@ def smoothness_test(
     """
     D, f = _check_pair(D, f)
     k_eff = _effective_k(f.size, k)
+    return _smoothness(_neighbours(D, f, k_eff), k_eff, f, n_perm, seed)
+
+
+def _smoothness(
+    W: sp.csr_array | None, k_eff: int, f: np.ndarray, n_perm: int, seed: SeedLike
+) -> dict[str, float]:
+    """``smoothness_test`` on checked inputs, from the k-NN weights (None: undefined)."""
     out = {"energy": np.nan, "p_value": np.nan, "null_mean": np.nan, "k": k_eff, "n": f.size}
-    if k_eff == 0 or np.ptp(f) == 0:
+    if W is None:
         return out
-    A = sp.triu(knn_graph(D, k_eff), format="coo")  # each edge once: raw and total both halve
+    A = sp.triu(_graph(W, k_eff), format="coo")  # each edge once: raw and total both halve
     energy = _edge_energies(f[None, :], A.row, A.col, A.data)[0]
     null = np.concatenate(
         [
@@ -137,10 +143,16 @@ def loo_knn_r2_permutation(
     """
     D, f = _check_pair(D, f)
     k_eff = _effective_k(f.size, k)
+    return _loo_test(_neighbours(D, f, k_eff), k_eff, f, n_perm, seed)
+
+
+def _loo_test(
+    W: sp.csr_array | None, k_eff: int, f: np.ndarray, n_perm: int, seed: SeedLike
+) -> dict[str, float]:
+    """``loo_knn_r2_permutation`` on checked inputs, from the k-NN weights (None: undefined)."""
     out = {"r2": np.nan, "p_value": np.nan, "k": k_eff, "n": f.size}
-    if k_eff == 0 or np.ptp(f) == 0:
+    if W is None:
         return out
-    W = _knn_weights(D, k_eff)
     r2 = _loo_r2(f[None, :], W)[0]
     null = np.concatenate(
         [_loo_r2(f[perm], W) for perm in _permutation_chunks(f.size, n_perm, seed)]
@@ -206,10 +218,12 @@ def stratified(
     strata = [("all", np.ones(f.size, dtype=bool))]
     strata += [(f"top {100 * (1 - q):g}%", f >= np.quantile(f, q)) for q in quantiles]
     rows = []
-    for name, keep in strata:
+    for name, keep in strata:  # submatrices of a checked D need no check; one k-NN each
         sub_D, sub_f = (D, f) if keep.all() else (D[np.ix_(keep, keep)], f[keep])
-        fit = loo_knn_r2_permutation(sub_D, sub_f, k=k, n_perm=n_perm, seed=rng)
-        smooth = smoothness_test(sub_D, sub_f, k=k, n_perm=n_perm, seed=rng)
+        k_eff = _effective_k(sub_f.size, k)
+        W = _neighbours(sub_D, sub_f, k_eff)
+        fit = _loo_test(W, k_eff, sub_f, n_perm, rng)
+        smooth = _smoothness(W, k_eff, sub_f, n_perm, rng)
         rows.append(
             {
                 "stratum": name,
@@ -398,6 +412,18 @@ def _knn_weights(D: np.ndarray, k: int) -> sp.csr_array:
         cols.append(c)
     ij = (np.concatenate(rows), np.concatenate(cols))
     return sp.csr_array((np.concatenate(weights), ij), shape=(n, n))
+
+
+def _neighbours(D: np.ndarray, f: np.ndarray, k_eff: int) -> sp.csr_array | None:
+    """The k-NN weights of checked D, or None where the tests are undefined (too few networks,
+    constant signal)."""
+    return None if k_eff == 0 or np.ptp(f) == 0 else _knn_weights(D, k_eff)
+
+
+def _graph(W: sp.csr_array, k: int) -> sp.csr_array:
+    """The symmetric k-NN adjacency (weight 1 per neighbour) of k-NN weights W."""
+    A = W * k
+    return sp.csr_array(A.maximum(A.T))
 
 
 def _loo_r2(F: np.ndarray, W: sp.csr_array) -> np.ndarray:
