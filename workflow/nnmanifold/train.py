@@ -187,7 +187,9 @@ def train_group(
     started = time.perf_counter()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     results: dict[str, dict[str, Any]] = {}
-    loaded = [_load_member(dirs[s["model_id"]] / "checkpoints" / GROUP_CHECKPOINT) for s in specs]
+    loaded = [
+        _load_resume_point(dirs[s["model_id"]] / "checkpoints" / GROUP_CHECKPOINT) for s in specs
+    ]
     resumed = [state is not None for state in loaded]
     fresh = [spec for spec, state in zip(specs, loaded, strict=True) if state is None]
     try:
@@ -244,7 +246,7 @@ class MemberWriter(Checkpoint):
     Every file is written atomically (temporary file, then rename) but not flushed one by one:
     one ``storage.sync_all`` per epoch flushes them all before the next epoch starts. A killed
     process loses nothing renamed (the kernel holds it); a crashed machine may leave a renamed
-    file torn, and its readers (``_load_member``, ``_finished``) then redo that model.
+    file torn, and its readers (``_load_resume_point``, ``_finished``) then redo that model.
     """
 
     def __init__(
@@ -345,11 +347,6 @@ class MemberWriter(Checkpoint):
             if new:
                 fh.write("epoch,train_loss,diverged,pid,group_size\n")
             fh.write(f"{epoch},{loss!r},{int(diverged)},{os.getpid()},{size}\n")
-
-
-def _load_member(path: Path) -> dict[str, Any] | None:
-    """A member checkpoint written by ``MemberWriter``, or None when absent or unreadable."""
-    return _load_resume_point(path)
 
 
 def _load_resume_point(path: Path) -> dict[str, Any] | None:
