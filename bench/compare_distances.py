@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nnmanifold import similarity, stats, storage
-from nnmanifold.features import FEATURE_NAMES
-from nnmanifold.paths import Layout
-from nnmanifold.zoo import HYPERPARAMETERS
+from nnmanifold.analysis import stats
+from nnmanifold.analysis.features import FEATURE_NAMES
+from nnmanifold.core import storage
+from nnmanifold.core.paths import Layout
+from nnmanifold.geometry import similarity
+from nnmanifold.zoo.specs import HYPERPARAMETERS
 
 BASELINES = ("hyperparameters", "random distance")
 

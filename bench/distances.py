@@ -18,8 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nnmanifold.diffusion import OperatorSettings, diffusion_operator
-from nnmanifold.distances import distance_matrix, fingerprint, pairwise_frobenius, plan_blocks
+from nnmanifold.geometry.diffusion import OperatorSettings, diffusion_operator
+from nnmanifold.geometry.distances import (
+    distance_matrix,
+    fingerprint,
+    pairwise_frobenius,
+    plan_blocks,
+)
 
 SETTINGS = OperatorSettings()
 #: What the benchmark's distances depend on (default settings, a made-up probe set).

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from nnmanifold import interactive
-from nnmanifold.features import FEATURE_NAMES
+from nnmanifold.analysis.features import FEATURE_NAMES
+from nnmanifold.report import interactive
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from browser import chromium, installed, pixels  # noqa: E402

@@ -26,11 +26,13 @@ import pandas as pd
 import threadpoolctl
 from distances import _proc_status_mb, _reset_peak_rss_mb
 
-from nnmanifold import embedding, features, plots, stats
-from nnmanifold.config import validate
-from nnmanifold.diffusion import OperatorSettings, normalize, transition_matrix
-from nnmanifold.distances import distance_matrix
-from nnmanifold.zoo import HYPERPARAMETERS
+from nnmanifold.analysis import features, stats
+from nnmanifold.core.config import validate
+from nnmanifold.geometry import embedding
+from nnmanifold.geometry.diffusion import OperatorSettings, normalize, transition_matrix
+from nnmanifold.geometry.distances import distance_matrix
+from nnmanifold.report import plots
+from nnmanifold.zoo.specs import HYPERPARAMETERS
 
 N_CLASSES = 10
 LATENT_DIM = 3

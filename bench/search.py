@@ -22,10 +22,10 @@ from pathlib import Path
 
 import optuna
 
-from nnmanifold import plots
-from nnmanifold import search_benchmark as bench
-from nnmanifold.paths import Layout
-from nnmanifold.settings import SearchBenchmarkSettings
+from nnmanifold.core.paths import Layout
+from nnmanifold.core.settings import SearchBenchmarkSettings
+from nnmanifold.report import plots
+from nnmanifold.search import benchmark as bench
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

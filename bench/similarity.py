@@ -35,7 +35,7 @@ def main() -> None:
         os.environ[var] = str(args.threads)
     import numpy as np
 
-    from nnmanifold.similarity import KINDS, distance_matrix
+    from nnmanifold.geometry.similarity import KINDS, distance_matrix
 
     rng = np.random.default_rng(args.seed)
     base = rng.normal(size=(args.points, args.width))

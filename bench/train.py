@@ -32,14 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnmanifold import data, train, zoo
-from nnmanifold.config import validate
+from nnmanifold.core.config import validate
+from nnmanifold.train import job as train
+from nnmanifold.zoo import data
+from nnmanifold.zoo import specs as zoo
 
 ONE_MODEL = """
 import json, sys, warnings
 warnings.filterwarnings("ignore")
 import numpy as np, torch
-from nnmanifold import data, train
+from nnmanifold.zoo import data
+from nnmanifold.train import job as train
 job = json.load(open(sys.argv[1]))
 torch.set_num_threads(job["threads"])
 f = np.load(job["npz"])

@@ -98,8 +98,8 @@ def tiny(tmp_path: Path) -> tuple[Path, dict]:
 
 def digits_with_probe(data_section: dict | None = None) -> tuple:
     """The digits data set (as ``data_section`` sets it up) and a 50-point probe set."""
-    from nnmanifold import data
-    from nnmanifold.config import validate
+    from nnmanifold.core.config import validate
+    from nnmanifold.zoo import data
 
     ds = data.load_dataset(validate({"data": data_section or {}})["data"])
     idx = data.probe_indices(ds.y_test, 50, 0)

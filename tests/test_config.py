@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from nnmanifold.config import ConfigError, load_config, validate
+from nnmanifold.core.config import ConfigError, load_config, validate
 
 
 def test_defaults_filled_from_schema():
@@ -55,7 +55,7 @@ def _keys(schema, prefix=""):
 
 
 def test_every_config_key_is_documented():
-    from nnmanifold.config import load_schema
+    from nnmanifold.core.config import load_schema
 
     text = (Path(__file__).parent.parent / "config" / "README.md").read_text()
     undocumented = [k for k in _keys(load_schema()) if f"`{k.split('.')[-1]}`" not in text]

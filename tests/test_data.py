@@ -4,9 +4,9 @@ import struct
 import numpy as np
 import pytest
 
-from nnmanifold import data
-from nnmanifold.config import validate
-from nnmanifold.paths import Layout
+from nnmanifold.core.config import validate
+from nnmanifold.core.paths import Layout
+from nnmanifold.zoo import data
 
 
 def _data(**section):
@@ -140,7 +140,7 @@ def _probe(tmp_path, npz, *archs):
     import subprocess
     import sys
 
-    from nnmanifold import storage
+    from nnmanifold.core import storage
 
     results = tmp_path / f"results-{len(list(tmp_path.glob('results-*')))}"
     section = {k: v for k, v in npz.items() if k not in ("data_dir", "download")}

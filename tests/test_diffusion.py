@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nnmanifold.diffusion import (
+from nnmanifold.geometry.diffusion import (
     MAX_DIAGONAL_MASS,
     OperatorSettings,
     centred,

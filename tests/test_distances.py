@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from nnmanifold.diffusion import (
+from nnmanifold.core.storage import CorruptFileError, read_distances, write_distances
+from nnmanifold.geometry.diffusion import (
     OperatorSettings,
     diffusion_operator,
     kernel_diagnostics,
     transition_matrix,
 )
-from nnmanifold.distances import (
+from nnmanifold.geometry.distances import (
     distance_matrix,
     fingerprint,
     pairwise_frobenius,
     plan_blocks,
 )
-from nnmanifold.storage import CorruptFileError, read_distances, write_distances
 
 N_POINTS = 20
 #: Room for every operator of these tests at once.

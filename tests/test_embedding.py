@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 from scipy.spatial.distance import pdist, squareform
 
-from nnmanifold import UserError, embedding
+from nnmanifold.core.errors import UserError
+from nnmanifold.geometry import embedding
 
 
 def _distances(n, seed=0):

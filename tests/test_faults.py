@@ -15,8 +15,9 @@ import pytest
 import torch
 from conftest import planned_jobs, snakemake, write_config
 
-from nnmanifold import UserError, storage
-from nnmanifold.paths import Layout
+from nnmanifold.core import storage
+from nnmanifold.core.errors import UserError
+from nnmanifold.core.paths import Layout
 
 
 def test_killed_write_leaves_no_file_at_the_target(tmp_path):
@@ -26,7 +27,8 @@ def test_killed_write_leaves_no_file_at_the_target(tmp_path):
         import os, signal
         import numpy as np
         import h5py
-        from nnmanifold import UserError, storage
+        from nnmanifold.core.errors import UserError
+        from nnmanifold.core import storage
         real = h5py.Group.create_dataset
         def dying(self, name, **kw):
             if name == "fc2":
@@ -241,8 +243,8 @@ def _restored_from_backup(path, old_stamp) -> None:
 def _copy_of(mapped_zoo, tmp_path):
     import shutil
 
-    from nnmanifold.config import validate
-    from nnmanifold.settings import Settings
+    from nnmanifold.core.config import validate
+    from nnmanifold.core.settings import Settings
 
     workdir, config = mapped_zoo
     shutil.copytree(workdir / "results", tmp_path / "results")

@@ -7,8 +7,9 @@ import persim
 import pytest
 from scipy.spatial.distance import cdist
 
-from nnmanifold import features, storage
-from nnmanifold.storage import CorruptFileError
+from nnmanifold.analysis import features
+from nnmanifold.core import storage
+from nnmanifold.core.storage import CorruptFileError
 
 N_CLASSES = 10
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nnmanifold.gpu import claim_device
+from nnmanifold.core.gpu import claim_device
 
 # A training job in miniature: claim, report the device and the pinned CUDA_VISIBLE_DEVICES,
 # then hold the slot until stdin closes (the job ends). claim_device says on stderr when every
@@ -20,7 +20,7 @@ from nnmanifold.gpu import claim_device
 CLAIMER = """
 import logging, os, sys
 from pathlib import Path
-from nnmanifold.gpu import claim_device
+from nnmanifold.core.gpu import claim_device
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 lock_dir = Path(sys.argv[3]) if sys.argv[3] != "default" else None
 device = claim_device(int(sys.argv[2]), n_devices=int(sys.argv[1]), lock_dir=lock_dir,

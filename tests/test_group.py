@@ -12,10 +12,14 @@ import pytorch_lightning as pl
 import torch
 from conftest import ACCELERATOR, run_killed
 
-from nnmanifold import data, group, storage, train, zoo
-from nnmanifold.config import validate
-from nnmanifold.models import Classifier
-from nnmanifold.paths import Layout
+from nnmanifold.core import storage
+from nnmanifold.core.config import validate
+from nnmanifold.core.paths import Layout
+from nnmanifold.train import group
+from nnmanifold.train import job as train
+from nnmanifold.train.models import Classifier
+from nnmanifold.zoo import data
+from nnmanifold.zoo import specs as zoo
 
 
 def _specs(seeds=(0,), **space):
@@ -186,7 +190,7 @@ def test_a_diverging_member_does_not_touch_the_others(digits, tmp_path):
 def test_a_member_with_fewer_epochs_stops_updating(digits, tmp_path, caplog):
     ds, probe = digits
     short, long = _specs(lr=0.05, width=16, epochs=[1, 3])
-    caplog.set_level(logging.INFO, logger="nnmanifold.train")
+    caplog.set_level(logging.INFO, logger="nnmanifold.train.job")
     both = train.train_job([short, long], ds, probe, tmp_path / "a", accelerator="cpu")
     # the job log's line per group epoch: members trained, members finished
     progress = [
@@ -209,8 +213,9 @@ KILLER = textwrap.dedent(
     """
     import json, os, signal
     import numpy as np
-    from nnmanifold import group, train
-    from nnmanifold.data import Dataset
+    from nnmanifold.train import group
+    from nnmanifold.train import job as train
+    from nnmanifold.zoo.data import Dataset
 
     job = json.load(open("job.json"))
     f = np.load("job.npz")

@@ -20,8 +20,8 @@ import pytest
 from browser import chromium, installed, pixels
 from conftest import ROOT
 
-from nnmanifold import interactive
-from nnmanifold.features import FEATURE_NAMES
+from nnmanifold.analysis.features import FEATURE_NAMES
+from nnmanifold.report import interactive
 
 BROWSER_SH = ROOT / ".ci" / "browser.sh"
 CANNOT_INSTALL = 3  # browser.sh's exit status when apt-get cannot install chromium

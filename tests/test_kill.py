@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from nnmanifold import storage
-from nnmanifold.diffusion import OperatorSettings, diffusion_operator
-from nnmanifold.distances import distance_matrix, fingerprint
+from nnmanifold.core import storage
+from nnmanifold.geometry.diffusion import OperatorSettings, diffusion_operator
+from nnmanifold.geometry.distances import distance_matrix, fingerprint
 
 SETTINGS = OperatorSettings()
 ATTRS = fingerprint(SETTINGS, "probe", "penultimate")
@@ -31,7 +31,7 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "workflow"), str(
 # Recomputes (incrementally) and rewrites the distance cache forever, one model changed each time.
 WRITER = """
 import itertools, sys
-from nnmanifold.distances import distance_matrix
+from nnmanifold.geometry.distances import distance_matrix
 from test_kill import ATTRS, BUDGET, SETTINGS, zoo
 cache_path, round_ = sys.argv[1:]
 for step in itertools.count():
@@ -96,7 +96,7 @@ def test_the_distance_cache_survives_sigkill_at_the_write(tmp_path: Path) -> Non
 FULL_DISK = """
 import os, sys
 import numpy as np
-from nnmanifold import storage
+from nnmanifold.core import storage
 what, target = sys.argv[1:]
 try:
     if what == "json":

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SNAKEMAKE
 
-from nnmanifold import zoo
-from nnmanifold.config import load_config
+from nnmanifold.core.config import load_config
+from nnmanifold.zoo import specs as zoo
 
 
 def _train_resources(config: Path, workdir: Path) -> list[str]:

@@ -8,11 +8,12 @@ import pytest
 import torch
 import yaml
 
-from nnmanifold import plan, zoo
-from nnmanifold.config import validate
-from nnmanifold.models import Classifier
-from nnmanifold.paths import Layout
-from nnmanifold.settings import DataSettings
+from nnmanifold.core import plan
+from nnmanifold.core.config import validate
+from nnmanifold.core.paths import Layout
+from nnmanifold.core.settings import DataSettings
+from nnmanifold.train.models import Classifier
+from nnmanifold.zoo import specs as zoo
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from scipy import stats
 from scipy.spatial.distance import pdist, squareform
 
-from nnmanifold import plots
-from nnmanifold.features import FEATURE_NAMES
+from nnmanifold.analysis.features import FEATURE_NAMES
+from nnmanifold.report import plots
 
 HYPERPARAMETERS = [
     "arch",

@@ -7,8 +7,9 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from nnmanifold import search, zoo
-from nnmanifold.config import validate
+from nnmanifold.core.config import validate
+from nnmanifold.search import sampler as search
+from nnmanifold.zoo import specs as zoo
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -7,8 +7,8 @@ import numpy as np
 import optuna
 import pytest
 
-from nnmanifold import search
-from nnmanifold import search_benchmark as bench
+from nnmanifold.search import benchmark as bench
+from nnmanifold.search import sampler as search
 
 GRID = [
     {"lr": lr, "width": w, "optimizer": o}

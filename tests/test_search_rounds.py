@@ -12,9 +12,12 @@ import pandas as pd
 import pytest
 from conftest import TINY, planned_jobs, snakemake, write_config
 
-from nnmanifold import UserError, rounds, search, zoo
-from nnmanifold.config import validate
-from nnmanifold.paths import Layout
+from nnmanifold.core.config import validate
+from nnmanifold.core.errors import UserError
+from nnmanifold.core.paths import Layout
+from nnmanifold.search import rounds
+from nnmanifold.search import sampler as search
+from nnmanifold.zoo import specs as zoo
 
 SPACE_CONFIG = {
     "zoo": {

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import TINY, snakemake, write_config
 
-from nnmanifold.config import ConfigError, load_schema, validate
+from nnmanifold.core.config import ConfigError, load_schema, validate
 
 #: Shell metacharacters that would run `touch PWNED` if a value reached a shell unquoted.
 HOSTILE = 'it\'s "q" $(touch PWNED) `touch PWNED`; touch PWNED & x'

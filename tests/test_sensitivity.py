@@ -1,6 +1,6 @@
 import numpy as np
 
-from nnmanifold import sensitivity
+from nnmanifold.analysis import sensitivity
 
 
 def _zoo(n_models=16, n=40, seed=0):

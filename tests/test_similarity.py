@@ -8,9 +8,9 @@ from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.distance import pdist
 from scipy.stats import ortho_group, spearmanr
 
-from nnmanifold import similarity
-from nnmanifold.diffusion import normalize
-from nnmanifold.similarity import KINDS, distance_matrix
+from nnmanifold.geometry import similarity
+from nnmanifold.geometry.diffusion import normalize
+from nnmanifold.geometry.similarity import KINDS, distance_matrix
 
 N_PROBE = 12
 #: Ample memory: every network's features in one block.

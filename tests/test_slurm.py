@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, snakemake, write_config
 
-from nnmanifold import zoo
+from nnmanifold.zoo import specs as zoo
 
 pytestmark = pytest.mark.slurm
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnmanifold import stats
+from nnmanifold.analysis import stats
 
 
 def _zoo(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

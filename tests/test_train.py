@@ -7,8 +7,12 @@ import numpy as np
 import torch
 from conftest import ACCELERATOR, run_killed
 
-from nnmanifold import data, models, storage, train, zoo
-from nnmanifold.config import validate
+from nnmanifold.core import storage
+from nnmanifold.core.config import validate
+from nnmanifold.train import job as train
+from nnmanifold.train import models
+from nnmanifold.zoo import data
+from nnmanifold.zoo import specs as zoo
 
 
 def _spec(**space):
@@ -89,8 +93,9 @@ KILLER = textwrap.dedent(
     """
     import json, os, signal, sys
     import numpy as np
-    from nnmanifold import models, train
-    from nnmanifold.data import Dataset
+    from nnmanifold.train import models
+    from nnmanifold.train import job as train
+    from nnmanifold.zoo.data import Dataset
 
     job = json.load(open("job.json"))
     f = np.load("job.npz")

@@ -5,9 +5,11 @@ import pytest
 import torch
 from conftest import digits_with_probe
 
-from nnmanifold import data, train, zoo
-from nnmanifold.config import validate
-from nnmanifold.models import Classifier
+from nnmanifold.core.config import validate
+from nnmanifold.train import job as train
+from nnmanifold.train.models import Classifier
+from nnmanifold.zoo import data
+from nnmanifold.zoo import specs as zoo
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import persim
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from nnmanifold import wasserstein
+from nnmanifold.geometry import wasserstein
 
 RTOL = 1e-9
 

@@ -7,8 +7,8 @@ import pandas as pd
 import yaml
 from conftest import planned_jobs, snakemake, write_config
 
-from nnmanifold import zoo
-from nnmanifold.config import validate
+from nnmanifold.core.config import validate
+from nnmanifold.zoo import specs as zoo
 
 
 def _jobs(dry_run_stdout: str, rule: str) -> int:

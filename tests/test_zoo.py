@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnmanifold import UserError, zoo
-from nnmanifold.config import validate
-from nnmanifold.storage import content_hash
+from nnmanifold.core.config import validate
+from nnmanifold.core.errors import UserError
+from nnmanifold.core.storage import content_hash
+from nnmanifold.zoo import specs as zoo
 
 
 def _config(**zoo_section):
@@ -155,7 +156,7 @@ def test_adding_or_removing_one_model_changes_only_its_bucket(n):
 
 
 def test_layer_names_match_the_built_models():
-    from nnmanifold.models import Classifier
+    from nnmanifold.train.models import Classifier
 
     base = {"width": 8, "channels": 4, "activation": "relu", "dropout": 0.0}
     for arch, depth, shape in [

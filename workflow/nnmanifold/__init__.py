@@ -1,7 +1,6 @@
-"""nnmanifold: map the manifold of neural networks with diffusion geometry."""
+"""nnmanifold: map the manifold of neural networks with diffusion geometry.
 
-__version__ = "0.1.0"
-
-
-class UserError(Exception):
-    """A problem the user can fix (config, data, a broken file); shown without a traceback."""
+Laid out by stage, as the rule files are: ``core`` (config, settings, paths, storage, plan, GPUs),
+``zoo``, ``train``, ``geometry``, ``analysis``, ``report``, ``search``; ``steps`` holds one module
+of workflow steps per rule file and ``cli`` is the command line over them.
+"""

@@ -14,9 +14,9 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from nnmanifold import UserError, steps
-from nnmanifold.paths import Layout
-from nnmanifold.settings import (
+from nnmanifold.core.errors import UserError
+from nnmanifold.core.paths import Layout
+from nnmanifold.core.settings import (
     BaselineSettings,
     DataSettings,
     EmbeddingSettings,
@@ -27,6 +27,15 @@ from nnmanifold.settings import (
     SensitivitySettings,
     StatsSettings,
 )
+from nnmanifold.steps import features as features_steps
+from nnmanifold.steps import figures as figures_steps
+from nnmanifold.steps import geometry as geometry_steps
+from nnmanifold.steps import search as search_steps
+from nnmanifold.steps import sensitivity as sensitivity_steps
+from nnmanifold.steps import stats as stats_steps
+from nnmanifold.steps import train as train_steps
+from nnmanifold.steps import verify as verify_steps
+from nnmanifold.steps import zoo as zoo_steps
 
 log = logging.getLogger("nnmanifold")
 
@@ -63,18 +72,19 @@ def _geometry(a: argparse.Namespace) -> GeometrySettings:
 def _validate(a: argparse.Namespace) -> None:
     import yaml
 
-    from nnmanifold.config import load_config
+    from nnmanifold.core.config import load_config
 
     print(yaml.safe_dump(load_config(a.config), sort_keys=False))
 
 
 def _clean(a: argparse.Namespace) -> None:
-    from nnmanifold import plan, zoo
-    from nnmanifold.config import load_config
+    from nnmanifold.core import plan
+    from nnmanifold.core.config import load_config
+    from nnmanifold.zoo import specs
 
     config = load_config(a.config)
     stale = plan.stale_models(
-        Layout(config["results"]), [s["model_id"] for s in zoo.expand(config)]
+        Layout(config["results"]), [s["model_id"] for s in specs.expand(config)]
     )
     for path in stale:
         print(path)
@@ -85,7 +95,7 @@ def _clean(a: argparse.Namespace) -> None:
 
 
 def _verify(a: argparse.Namespace) -> None:
-    lines = steps.verify(Layout(a.results), a.batches, hashes=True, dry_run=a.dry_run)
+    lines = verify_steps.verify(Layout(a.results), a.batches, hashes=True, dry_run=a.dry_run)
     for line in lines:
         print(line)
     done = "would be regenerated" if a.dry_run else "set aside; the next run regenerates them"
@@ -93,7 +103,7 @@ def _verify(a: argparse.Namespace) -> None:
 
 
 def _train(a: argparse.Namespace) -> None:
-    steps.train(
+    train_steps.train(
         Layout(a.results),
         a.batch,
         json.loads(a.specs),
@@ -120,7 +130,7 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
         _clean,
     ),
     "verify": (
-        steps.verify.__doc__,
+        verify_steps.verify.__doc__,
         {
             **_RESULTS,
             **_BATCHES,
@@ -129,26 +139,26 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
         _verify,
     ),
     "zoo": (
-        steps.zoo.__doc__,
+        zoo_steps.zoo.__doc__,
         {
             **_RESULTS,
             "--config": {"required": True, "help": "the validated config (JSON)"},
             "--search": {"default": None, "help": "a search whose recorded rounds join the zoo"},
         },
-        lambda a: steps.zoo(Layout(a.results), json.loads(a.config), a.search),
+        lambda a: zoo_steps.zoo(Layout(a.results), json.loads(a.config), a.search),
     ),
     "provenance": (
-        steps.provenance.__doc__,
+        zoo_steps.provenance.__doc__,
         {**_RESULTS, "--config": {"required": True, "help": "the validated config (JSON)"}},
-        lambda a: steps.provenance(Layout(a.results), json.loads(a.config)),
+        lambda a: zoo_steps.provenance(Layout(a.results), json.loads(a.config)),
     ),
     "probe": (
-        steps.probe.__doc__,
+        zoo_steps.probe.__doc__,
         {**_RESULTS, **_DATA, "--archs": {"nargs": "+", "default": [], "help": "zoo archs"}},
-        lambda a: steps.probe(Layout(a.results), _data(a), a.archs),
+        lambda a: zoo_steps.probe(Layout(a.results), _data(a), a.archs),
     ),
     "train": (
-        steps.train.__doc__,
+        train_steps.train.__doc__,
         {
             **_RESULTS,
             **_BATCH,
@@ -161,36 +171,36 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
         _train,
     ),
     "features": (
-        steps.features.__doc__,
+        features_steps.features.__doc__,
         {
             **_RESULTS,
             **_BATCH,
             **_GEOMETRY,
             "--features": {"required": True, "help": "the features section (JSON)"},
         },
-        lambda a: steps.features(
+        lambda a: features_steps.features(
             Layout(a.results), a.batch, _geometry(a), FeatureSettings.parse(a.features)
         ),
     ),
     "distances": (
-        steps.distances.__doc__,
+        geometry_steps.distances.__doc__,
         {**_RESULTS, **_BATCHES, **_GEOMETRY},
-        lambda a: steps.distances(Layout(a.results), a.batches, _geometry(a)),
+        lambda a: geometry_steps.distances(Layout(a.results), a.batches, _geometry(a)),
     ),
     "embed": (
-        steps.embed.__doc__,
+        geometry_steps.embed.__doc__,
         {
             **_RESULTS,
             **_BATCHES,
             "--embedding": {"required": True, "help": "the embedding section (JSON)"},
             "--distance": {"default": "diffusion", "help": "diffusion, wasserstein or a baseline"},
         },
-        lambda a: steps.embed(
+        lambda a: geometry_steps.embed(
             Layout(a.results), a.batches, EmbeddingSettings.parse(a.embedding), a.distance
         ),
     ),
     "baseline": (
-        steps.baseline.__doc__,
+        geometry_steps.baseline.__doc__,
         {
             **_RESULTS,
             **_BATCHES,
@@ -198,7 +208,7 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             "--kind": {"required": True, "choices": ["cka", "rsa", "procrustes"]},
             "--baselines": {"required": True, "help": "identity of the baselines section (JSON)"},
         },
-        lambda a: steps.baseline(
+        lambda a: geometry_steps.baseline(
             Layout(a.results),
             a.batches,
             a.kind,
@@ -207,24 +217,24 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
         ),
     ),
     "wasserstein": (
-        steps.wasserstein.__doc__,
+        geometry_steps.wasserstein.__doc__,
         {**_RESULTS, **_BATCHES, "--threads": {"type": int, "default": 1, "help": "processes"}},
-        lambda a: steps.wasserstein(Layout(a.results), a.batches, a.threads),
+        lambda a: geometry_steps.wasserstein(Layout(a.results), a.batches, a.threads),
     ),
     "stats": (
-        steps.stats.__doc__,
+        stats_steps.stats.__doc__,
         {**_RESULTS, **_STATS, **_BASELINES},
-        lambda a: steps.stats(Layout(a.results), StatsSettings.parse(a.stats), a.baselines),
+        lambda a: stats_steps.stats(Layout(a.results), StatsSettings.parse(a.stats), a.baselines),
     ),
     "sensitivity": (
-        steps.sensitivity.__doc__,
+        sensitivity_steps.sensitivity.__doc__,
         {
             **_RESULTS,
             **_BATCHES,
             **_STATS,
             "--sensitivity": {"required": True, "help": "identity of the sweep section (JSON)"},
         },
-        lambda a: steps.sensitivity(
+        lambda a: sensitivity_steps.sensitivity(
             Layout(a.results),
             a.batches,
             SensitivitySettings.parse(a.sensitivity, in_default_run=True),
@@ -232,7 +242,7 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
         ),
     ),
     "search-round": (
-        steps.search_round.__doc__,
+        search_steps.search_round.__doc__,
         {
             **_RESULTS,
             **_BATCHES,
@@ -242,7 +252,7 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             "--config": {"required": True, "help": "the zoo config, as the zoo step takes it"},
             "--models-per-job": {"type": int, "default": 8, "help": "models per training job"},
         },
-        lambda a: steps.search_round(
+        lambda a: search_steps.search_round(
             Layout(a.results),
             a.round,
             a.batches,
@@ -254,9 +264,9 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
         ),
     ),
     "search-report": (
-        steps.search_report.__doc__,
+        search_steps.search_report.__doc__,
         {**_RESULTS, **_BATCHES, **_GEOMETRY, **_SEARCH},
-        lambda a: steps.search_report(
+        lambda a: search_steps.search_report(
             Layout(a.results),
             a.batches,
             SearchSettings.parse(a.search),
@@ -265,25 +275,25 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
         ),
     ),
     "search-benchmark": (
-        steps.search_benchmark.__doc__,
+        search_steps.search_benchmark.__doc__,
         {
             **_RESULTS,
             **_BATCHES,
             "--benchmark": {"required": True, "help": "the search_benchmark section (JSON)"},
         },
-        lambda a: steps.search_benchmark(
+        lambda a: search_steps.search_benchmark(
             Layout(a.results), a.batches, SearchBenchmarkSettings.parse(a.benchmark)
         ),
     ),
     "map": (
-        steps.interactive_map.__doc__,
+        figures_steps.interactive_map.__doc__,
         _RESULTS,
-        lambda a: steps.interactive_map(Layout(a.results)),
+        lambda a: figures_steps.interactive_map(Layout(a.results)),
     ),
     "figures": (
-        steps.figures.__doc__,
+        figures_steps.figures.__doc__,
         {**_RESULTS, **_BASELINES},
-        lambda a: steps.figures(Layout(a.results), a.baselines),
+        lambda a: figures_steps.figures(Layout(a.results), a.baselines),
     ),
 }
 

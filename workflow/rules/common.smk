@@ -7,14 +7,16 @@ from snakemake.settings.types import DeploymentMethod
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")
 
-from nnmanifold import UserError, steps
-from nnmanifold import zoo as zoo_lib
-from nnmanifold.config import ConfigError, validate
-from nnmanifold.embedding import MIN_MODELS
-from nnmanifold.paths import FIGURES, Layout
-from nnmanifold import plan
-from nnmanifold.settings import Settings
-from nnmanifold.storage import canonical_json
+from nnmanifold.core.errors import UserError
+from nnmanifold.steps import search as search_steps
+from nnmanifold.steps import verify as verify_steps
+from nnmanifold.zoo import specs as zoo_lib
+from nnmanifold.core.config import ConfigError, validate
+from nnmanifold.geometry.embedding import MIN_MODELS
+from nnmanifold.core.paths import FIGURES, Layout
+from nnmanifold.core import plan
+from nnmanifold.core.settings import Settings
+from nnmanifold.core.storage import canonical_json
 
 try:
     config.update(validate(config))
@@ -47,7 +49,7 @@ def with_rounds(rounds):
 
 
 # The zoo-level rules use the initial zoo plus every recorded round of the search (search.name).
-SPECS, BATCHES = with_rounds(steps.recorded_rounds(P, S.search.name))
+SPECS, BATCHES = with_rounds(search_steps.recorded_rounds(P, S.search.name))
 try:
     zoo_lib.check_layer(list(SPECS.values()), S.geometry.layer)
 except UserError as err:
@@ -60,7 +62,7 @@ def job_specs(batch):
     the round files."""
     specs, batches = SPECS, BATCHES
     if batch not in batches:
-        specs, batches = with_rounds(steps.recorded_rounds(P, S.search.name))
+        specs, batches = with_rounds(search_steps.recorded_rounds(P, S.search.name))
     return [specs[m] for m in batches[batch]]
 
 
@@ -118,9 +120,9 @@ def report_failed_files():
     the fix. Parsing changes nothing (it cannot tell a dry run from a run); `snakemake verify`
     sets them aside so that the next run regenerates them, and no step reads them meanwhile:
     a missing file stops its reader, a changed activation fails its checksum."""
-    for stage in steps.STAGES:
+    for stage in verify_steps.STAGES:
         for batch in BATCHES:
-            for path in steps.failed_files(P, stage, batch):
+            for path in verify_steps.failed_files(P, stage, batch):
                 logger.warning(
                     f"{path} fails its size check (job {stage}/{batch}); run `snakemake verify`"
                     " to have it regenerated"
@@ -211,7 +213,7 @@ def zoo_summary_line(path):
     """The run's headline (models ok/diverged/failed, near chance) for the end of the log."""
     import pandas as pd
 
-    from nnmanifold.stats import summary_line
+    from nnmanifold.analysis.stats import summary_line
 
     return summary_line(pd.read_csv(path))
 
@@ -220,7 +222,7 @@ def search_batches(k):
     """Training jobs of the zoo and of search rounds 1 .. k-1 (each waits for its checkpoint)."""
     for j in range(1, k):
         checkpoints.search_round.get(round=str(j))
-    return list(with_rounds(steps.recorded_rounds(P, S.search.name)[: k - 1])[1])
+    return list(with_rounds(search_steps.recorded_rounds(P, S.search.name)[: k - 1])[1])
 
 
 SEARCH_RUN = " ".join(

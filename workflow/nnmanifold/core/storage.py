@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nnmanifold import UserError
+from nnmanifold.core.errors import UserError
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)

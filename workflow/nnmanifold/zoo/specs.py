@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nnmanifold import UserError
-from nnmanifold.settings import DataSettings
-from nnmanifold.storage import content_hash
+from nnmanifold.core.errors import UserError
+from nnmanifold.core.settings import DataSettings
+from nnmanifold.core.storage import content_hash
 
 #: Hyperparameters each architecture uses; the others are dropped from its spec (and its id).
 ARCH_KEYS = {

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nnmanifold.data import Dataset
-from nnmanifold.models import ACTIVATIONS, Classifier
-from nnmanifold.zoo import shape_key
+from nnmanifold.train.models import ACTIVATIONS, Classifier
+from nnmanifold.zoo.data import Dataset
+from nnmanifold.zoo.specs import shape_key
 
 #: Adam's defaults in torch.optim (the one-model path uses them).
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8

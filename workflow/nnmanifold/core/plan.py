@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from nnmanifold.paths import Layout
-from nnmanifold.settings import DataSettings
+from nnmanifold.core.paths import Layout
+from nnmanifold.core.settings import DataSettings
 
 #: Input shape per row and number of classes of the built-in data sets.
 KNOWN_DATA = {

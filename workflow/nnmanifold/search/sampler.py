@@ -23,8 +23,8 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-from nnmanifold import UserError
-from nnmanifold.zoo import INT_KEYS
+from nnmanifold.core.errors import UserError
+from nnmanifold.zoo.specs import INT_KEYS
 
 #: Numeric hyperparameters searched on a log scale (when their range is positive): their effect
 #: is multiplicative, so halfway between 0.001 and 0.1 is 0.01, not 0.05.

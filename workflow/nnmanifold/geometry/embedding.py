@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from nnmanifold import UserError
+from nnmanifold.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -31,18 +31,14 @@ from matplotlib.ticker import FuncFormatter, MultipleLocator
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
-from nnmanifold.diffusion import MAX_DIAGONAL_MASS, NORMALIZATIONS
-from nnmanifold.features import FEATURE_NAMES
-from nnmanifold.storage import atomic_path
+from nnmanifold.analysis.features import FEATURE_NAMES
+from nnmanifold.core.storage import atomic_path
+from nnmanifold.geometry.diffusion import MAX_DIAGONAL_MASS, NORMALIZATIONS
+from nnmanifold.report.vocabulary import ACCURACY, MAX_LEVELS, PHATE_AXES
 
-ACCURACY = "test_accuracy"
-PHATE_AXES = ("phate_1", "phate_2")
 SINGLE_COLUMN = 3.4
 DOUBLE_COLUMN = 7.0
 DPI = 200
-#: Numeric columns with at most this many distinct values (hyperparameters such as depth or a
-#: grid of learning rates) get one colour per value and a legend instead of a colourbar.
-MAX_LEVELS = 8
 #: Heatmaps name each network on the axis only up to this many networks (labels stay >= 7 pt).
 MAX_TICK_LABELS = 24
 #: Networks drawn in a distance heatmap; larger zoos show a seeded random subsample (labelled).
@@ -162,7 +158,7 @@ def search_curves(
 ) -> Figure:
     """Best-so-far validation accuracy and the chosen model's test accuracy per trained model,
     mean and 95 % CI over repeats, one line per search method."""
-    from nnmanifold.search_benchmark import mean_ci
+    from nnmanifold.search.benchmark import mean_ci
 
     fig = _figure(DOUBLE_COLUMN, 2.8)
     axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]

@@ -9,9 +9,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from nnmanifold import stats
-from nnmanifold.diffusion import OperatorSettings, kernel_diagnostics, power, transition_matrix
-from nnmanifold.distances import pairwise_frobenius
+from nnmanifold.analysis import stats
+from nnmanifold.geometry.diffusion import (
+    OperatorSettings,
+    kernel_diagnostics,
+    power,
+    transition_matrix,
+)
+from nnmanifold.geometry.distances import pairwise_frobenius
 
 
 def shared_layers(layer_orders: Sequence[Sequence[str]]) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from nnmanifold.diffusion import OperatorSettings
+from nnmanifold.geometry.diffusion import OperatorSettings
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Section:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUN}
 
     def identity_json(self) -> str:
-        from nnmanifold.storage import canonical_json
+        from nnmanifold.core.storage import canonical_json
 
         return canonical_json(self.identity())
 

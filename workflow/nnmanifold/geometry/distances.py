@@ -16,20 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nnmanifold.diffusion import (
+from nnmanifold.core.storage import (
+    CorruptFileError,
+    content_hash,
+    is_current,
+    read_distance_cache,
+    write_distances,
+)
+from nnmanifold.geometry.diffusion import (
     OperatorSettings,
     centred,
     diagnostic_sums,
     diagnostics_from_sums,
     kernel_scales,
     operator_rows,
-)
-from nnmanifold.storage import (
-    CorruptFileError,
-    content_hash,
-    is_current,
-    read_distance_cache,
-    write_distances,
 )
 
 if TYPE_CHECKING:

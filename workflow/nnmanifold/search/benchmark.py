@@ -20,11 +20,13 @@ import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from nnmanifold import UserError, search, storage
-from nnmanifold.embedding import phate_embedding
-from nnmanifold.paths import Layout
-from nnmanifold.settings import SearchBenchmarkSettings
-from nnmanifold.zoo import HYPERPARAMETERS
+from nnmanifold.core import storage
+from nnmanifold.core.errors import UserError
+from nnmanifold.core.paths import Layout
+from nnmanifold.core.settings import SearchBenchmarkSettings
+from nnmanifold.geometry.embedding import phate_embedding
+from nnmanifold.search import sampler as search
+from nnmanifold.zoo.specs import HYPERPARAMETERS
 
 METHODS = ("guided", "tpe", "random")
 

@@ -20,10 +20,13 @@ import torch
 from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from nnmanifold import UserError, group, storage, zoo
-from nnmanifold.data import ArrayDataModule, Dataset
-from nnmanifold.models import Classifier
-from nnmanifold.paths import Layout
+from nnmanifold.core import storage
+from nnmanifold.core.errors import UserError
+from nnmanifold.core.paths import Layout
+from nnmanifold.train import group
+from nnmanifold.train.models import Classifier
+from nnmanifold.zoo import specs as zoo
+from nnmanifold.zoo.data import ArrayDataModule, Dataset
 
 log = logging.getLogger(__name__)
 #: A group member's resume state, beside the one-model path's ``last.ckpt``.

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from nnmanifold.features import FEATURE_NAMES
-from nnmanifold.plots import ACCURACY, MAX_LEVELS, PHATE_AXES
-from nnmanifold.storage import atomic_path
-from nnmanifold.zoo import HYPERPARAMETERS
+from nnmanifold.analysis.features import FEATURE_NAMES
+from nnmanifold.core.storage import atomic_path
+from nnmanifold.report.vocabulary import ACCURACY, MAX_LEVELS, PHATE_AXES
+from nnmanifold.zoo.specs import HYPERPARAMETERS
 
 #: Nearest networks shown for a selected network.
 N_NEIGHBOURS = 3

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnmanifold.storage import content_hash
+from nnmanifold.core.storage import content_hash
 
 if TYPE_CHECKING:
     import torch

@@ -44,8 +44,8 @@ import numpy as np
 from scipy.spatial.distance import pdist
 from scipy.stats import rankdata
 
-from nnmanifold.diffusion import normalize
-from nnmanifold.distances import RECOMPUTE_RATIO, _blocks
+from nnmanifold.geometry.diffusion import normalize
+from nnmanifold.geometry.distances import RECOMPUTE_RATIO, _blocks
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from scipy.cluster.hierarchy import cophenet, fcluster, linkage
 from scipy.spatial.distance import pdist, squareform
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from nnmanifold.wasserstein import wasserstein_matrix
+from nnmanifold.geometry.wasserstein import wasserstein_matrix
 
 FEATURE_NAMES: dict[str, str] = {
     "separation_ratio": "mean between-class / mean within-class distance",

@@ -10,9 +10,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from nnmanifold import UserError
+from nnmanifold.core.errors import UserError
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
 
 #: Zoo axes that count things (layers, units, epochs): at least 1.

@@ -18,7 +18,8 @@ import pandas as pd
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState, create_trial
 
-from nnmanifold import UserError, search
+from nnmanifold.core.errors import UserError
+from nnmanifold.search import sampler as search
 
 #: Proposes ``n`` configurations (searched keys only) on attempt ``attempt`` (0, 1, ...).
 Draw = Callable[[int, int], list[dict[str, Any]]]

@@ -1,0 +1,71 @@
+"""Figure steps: the paper figures and the interactive map."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import pandas as pd
+
+from nnmanifold.core import storage
+from nnmanifold.core.paths import FIGURES, Layout
+from nnmanifold.report.vocabulary import BASELINE_NAMES
+from nnmanifold.zoo.specs import HYPERPARAMETERS
+
+log = logging.getLogger("nnmanifold")
+
+
+def figures(layout: Layout, baselines: Sequence[str] = ()) -> None:
+    """Paper figures (PNG + PDF) of the map, the features and the statistics."""
+    from nnmanifold.analysis import features as features_lib
+    from nnmanifold.report import plots
+
+    table = pd.read_csv(layout.embedding)
+    ok = table[table["status"] == "ok"]
+    topology = pd.read_csv(layout.wasserstein_embedding)
+    D, ids, _ = storage.read_distances(layout.distances)
+    corr = pd.read_csv(layout.stats("feature_correlations"))
+    accuracy = ok.set_index("model_id").loc[ids, "test_accuracy"].to_numpy()
+    extremes = plots.best_and_worst(ok)
+    diagrams = [storage.read_diagrams(layout.diagrams(m)) for m in extremes["model_id"]]
+    drawn = {
+        "map_accuracy": plots.map_by(ok, "test_accuracy"),
+        "map_features": plots.map_facets(ok, list(features_lib.FEATURE_NAMES)),
+        "map_hyperparameters": plots.map_facets(ok, [*HYPERPARAMETERS, "seed"]),
+        "features_vs_accuracy": plots.features_vs_accuracy(ok, corr),
+        "distance_heatmap": plots.distance_heatmap(D, ids, accuracy),
+        "persistence": plots.persistence_diagrams(*diagrams, labels=list(extremes["label"])),
+        "informativeness": plots.informativeness(pd.read_csv(layout.stats("map_informativeness"))),
+        "map_topology": plots.map_by(
+            topology[topology["status"] == "ok"],
+            "test_accuracy",
+            title="map of H1 Wasserstein distances",
+        ),
+        "summary": plots.summary(ok, D, ids, corr),
+        "map_baselines": plots.maps_side_by_side(
+            {
+                "diffusion distance": ok,
+                **{
+                    BASELINE_NAMES[k]: pd.read_csv(layout.embedding_of(k)).query("status == 'ok'")
+                    for k in baselines
+                },
+            },
+            "test_accuracy",
+        ),
+    }
+    assert set(drawn) == set(FIGURES), "paths.FIGURES lists the figures this step draws"
+    for name, fig in drawn.items():
+        plots.save(fig, layout.figure(name))
+
+
+def interactive_map(layout: Layout) -> None:
+    """The interactive map (one offline HTML page): hover, colour by anything, nearest networks."""
+    from nnmanifold.report import interactive
+
+    page = interactive.map_html(
+        pd.read_csv(layout.embedding),
+        pd.read_csv(layout.wasserstein_embedding),
+        pd.read_csv(layout.excluded),
+        results_label=str(layout.root),
+    )
+    interactive.write(layout.interactive_map, page)

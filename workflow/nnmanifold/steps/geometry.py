@@ -1,0 +1,128 @@
+"""Geometry steps: network distances (diffusion, baselines, Wasserstein) and their PHATE maps."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+import pandas as pd
+
+from nnmanifold.core import storage
+from nnmanifold.core.paths import Layout
+from nnmanifold.core.settings import (
+    BaselineSettings,
+    EmbeddingSettings,
+    GeometrySettings,
+)
+
+log = logging.getLogger("nnmanifold")
+
+
+def distances(layout: Layout, batches: Sequence[str], geometry: GeometrySettings) -> None:
+    """Network distance matrix ||P_i^t - P_j^t||_F over the models that trained ok (cached
+    rows); operators are built from the representations on the fly and never stored."""
+    from tqdm import tqdm
+
+    from nnmanifold.geometry import distances as dist
+    from nnmanifold.geometry.diffusion import degeneracy_warning
+
+    probe = storage.read_probe(layout.probe)
+    ok = _ok_models(layout, batches)
+    representations = {
+        mid: storage.read_activations(layout.activations(mid), geometry.layer, probe["hash"])[0]
+        for mid in tqdm(ok, desc="representations", unit="model", file=sys.stderr)
+    }
+    attrs = dist.fingerprint(geometry.operator, probe["hash"], geometry.layer_name)
+    result = dist.distance_matrix(
+        representations,
+        geometry.operator,
+        memory_budget_bytes=geometry.memory_budget_mb * 2**20,
+        cache_path=layout.distance_cache,
+        attrs=attrs,
+        device=geometry.device,
+    )
+    for mid, diag in zip(result.model_ids, result.diagnostics, strict=True):
+        if message := degeneracy_warning(diag, mid):
+            log.warning("%s", message)
+    diagnostics = [{"model_id": m, **d} for m, d in zip(ok, result.diagnostics, strict=True)]
+    storage.write_csv(layout.kernel_diagnostics, pd.DataFrame(diagnostics))
+    log.info("%d x %d distances, %d pairs computed", len(ok), len(ok), result.n_computed)
+    attrs = {**attrs, "versions": storage.canonical_json(storage.library_versions())}
+    storage.write_distances(layout.distances, result.distances, result.model_ids, attrs)
+
+
+def baseline(
+    layout: Layout,
+    batches: Sequence[str],
+    kind: str,
+    geometry: GeometrySettings,
+    settings: BaselineSettings,
+) -> None:
+    """A standard representation-similarity distance (cka, rsa, procrustes) between the models
+    that trained ok, from the same representations and normalisation as the diffusion distance."""
+    from nnmanifold.geometry import similarity
+
+    probe = storage.read_probe(layout.probe)
+    ok = _ok_models(layout, batches, record_excluded=False)
+    reps = [
+        storage.read_activations(layout.activations(m), geometry.layer, probe["hash"])[0]
+        for m in ok
+    ]
+    result = similarity.distance_matrix(
+        reps,
+        kind,
+        geometry.normalization,
+        geometry.memory_budget_mb * 2**20,
+        max_networks=settings.max_networks,
+    )
+    ids = [ok[i] for i in result.networks]
+    attrs = {
+        "kind": kind,
+        "normalization": geometry.normalization,
+        "layer": geometry.layer_name,
+        "probe_hash": probe["hash"],
+        "networks_of_zoo": len(ok),
+    }
+    storage.write_distances(layout.distances_of(kind), result.distances, ids, attrs)
+
+
+def embed(
+    layout: Layout, batches: Sequence[str], settings: EmbeddingSettings, distance: str
+) -> None:
+    """PHATE map of a network distance (diffusion, wasserstein or a baseline), joined with
+    accuracy, hyperparameters and features."""
+    from nnmanifold.geometry import embedding
+
+    out = layout.embedding_of(distance)
+    D, ids, _ = storage.read_distances(layout.distances_of(distance))
+    coords = embedding.phate_embedding(
+        D, settings.n_components, settings.knn, settings.decay, settings.seed
+    )
+    metrics = storage.read_manifests([layout.train_manifest(b) for b in batches])
+    feats = storage.read_manifests([layout.features_manifest(b) for b in batches])
+    table = embedding.embedding_table(coords, ids, pd.read_csv(layout.zoo), metrics)
+    storage.write_csv(out, table.merge(feats.drop(columns=["status"]), on="model_id", how="left"))
+
+
+def wasserstein(layout: Layout, batches: Sequence[str], threads: int = 1) -> None:
+    """Wasserstein distances between the models' H1 persistence diagrams (a second distance)."""
+    from nnmanifold.analysis import features as features_lib
+
+    table = storage.read_manifests([layout.features_manifest(b) for b in batches])
+    ok = list(table.loc[table["status"] == "ok", "model_id"])
+    diagrams = [storage.read_diagrams(layout.diagrams(m)) for m in ok]
+    W = features_lib.persistence_distances(diagrams, dim=1, n_jobs=threads)
+    storage.write_distances(layout.wasserstein, W, ok, {"diagram_dimension": 1})
+
+
+def _ok_models(layout: Layout, batches: Sequence[str], record_excluded: bool = True) -> list[str]:
+    """Models that trained ok; the others are listed in ``geometry/excluded.csv``."""
+    table = storage.read_manifests([layout.train_manifest(b) for b in batches])
+    ok = table["status"] == "ok"
+    if not record_excluded:
+        return list(table.loc[ok, "model_id"])
+    storage.write_csv(layout.excluded, table[~ok])
+    if (~ok).any():
+        log.warning("%d models excluded from the geometry (see %s)", (~ok).sum(), layout.excluded)
+    return list(table.loc[ok, "model_id"])

@@ -1,0 +1,63 @@
+"""The training step: one job's models trained, its manifest written."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nnmanifold.core import storage
+from nnmanifold.core.errors import UserError
+from nnmanifold.core.paths import TRAIN_FILES, Layout
+from nnmanifold.core.settings import (
+    DataSettings,
+)
+
+log = logging.getLogger("nnmanifold")
+
+
+#: What a job manifest records of each model, besides the files it wrote.
+MANIFEST_KEYS = ("model_id", "status", "reason", "test_accuracy", "val_accuracy")
+
+
+def train(
+    layout: Layout,
+    batch: str,
+    specs: list[dict[str, Any]],
+    data: DataSettings,
+    *,
+    accelerator: str = "auto",
+    jobs_per_gpu: int = 1,
+    threads: int = 1,
+) -> None:
+    """Train one job's models in this process (same-shaped ones as one vectorised group);
+    write the job's manifest at the end."""
+    from nnmanifold.core import gpu
+
+    if accelerator != "cpu":
+        if (device := gpu.claim_device(jobs_per_gpu)) is not None:
+            log.info("using GPU %s", device)
+
+    # idle OpenMP threads that spin instead of sleeping make tiny-model training on shared
+    # cores 10x slower; set before torch starts its thread pool
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    from nnmanifold.train import job as train_lib
+    from nnmanifold.zoo import data as data_lib
+
+    torch.set_num_threads(threads)
+    if len({s["data"]["name"] for s in specs}) != 1:
+        raise UserError("one training job trains on one data set")
+    ds = data_lib.load_dataset(data.loader_config())
+    probe = storage.read_probe(layout.probe)
+    trained = train_lib.train_job(specs, ds, probe, layout.root, accelerator=accelerator)
+    rows = [_manifest_row(m, layout.model_dir(m["model_id"]), TRAIN_FILES) for m in trained]
+    storage.write_json(layout.train_manifest(batch), rows)
+
+
+def _manifest_row(metrics: dict[str, Any], out: Path, names: Sequence[str]) -> dict[str, Any]:
+    files = [storage.file_record(out / n) for n in names]
+    return {**{k: metrics[k] for k in MANIFEST_KEYS}, "files": files}

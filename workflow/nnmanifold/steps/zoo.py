@@ -1,0 +1,61 @@
+"""Zoo steps: the zoo table, the run's provenance and the probe set."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from nnmanifold.core import storage
+from nnmanifold.core.paths import Layout
+from nnmanifold.core.settings import (
+    DataSettings,
+)
+from nnmanifold.steps.search import recorded_rounds
+
+log = logging.getLogger("nnmanifold")
+
+
+def zoo(layout: Layout, config: dict[str, Any], search: str | None = None) -> None:
+    """Expand the zoo spec of a config (the parts models depend on) into the zoo table; the
+    models of the recorded rounds of the search named ``search`` join it."""
+    from nnmanifold.core.config import validate
+    from nnmanifold.zoo import specs as zoo_lib
+
+    specs = zoo_lib.expand(validate(config))
+    ids = {s["model_id"] for s in specs}
+    for new in recorded_rounds(layout, search) if search else []:
+        specs += [s for s in new if s["model_id"] not in ids]
+        ids.update(s["model_id"] for s in new)
+    storage.write_csv(layout.zoo, zoo_lib.table(specs))
+    log.info("zoo of %d models written to %s", len(specs), layout.zoo)
+
+
+def provenance(layout: Layout, config: dict[str, Any]) -> None:
+    """Record the run's validated config, its hash and the library versions."""
+    record = {
+        "config_hash": storage.content_hash(config),
+        "config": config,
+        "versions": storage.library_versions(),
+    }
+    storage.write_json(layout.provenance, record)
+
+
+def probe(layout: Layout, data: DataSettings, archs: Sequence[str]) -> None:
+    """Draw the class-balanced probe set from the test split and store it with its hash."""
+    from nnmanifold.zoo import data as data_lib
+
+    ds = data_lib.load_dataset(data.loader_config())
+    data_lib.check_architectures(ds, archs, data.npz_path or ds.name)
+    idx = data_lib.probe_indices(ds.y_test, data.n_probe, data.probe_seed)
+    labels, x = ds.y_test[idx], ds.x_test[idx]
+    record = {
+        "indices": idx,
+        "labels": labels,
+        "x": x,
+        "dataset": ds.name,
+        "hash": data_lib.probe_hash(ds.name, idx, labels, x),
+        "chance_accuracy": data_lib.chance_accuracy(ds.y_test),
+    }
+    storage.write_probe(layout.probe, record)
+    log.info("probe set of %d points (hash %s) written", len(idx), record["hash"])
