@@ -260,20 +260,20 @@ def _copy_of(mapped_zoo, tmp_path):
 
 
 def test_a_changed_diagrams_file_with_an_old_mtime_is_recomputed(mapped_zoo, tmp_path):
-    from nnmanifold import steps
+    from nnmanifold.steps import features
 
     layout, settings, batch, mid = _copy_of(mapped_zoo, tmp_path)
     good = storage.read_diagrams(layout.diagrams(mid))
     stamp = layout.diagrams(mid).stat().st_mtime_ns
     storage.write_diagrams(layout.diagrams(mid), [d + 1.0 for d in good])  # readable, wrong
     _restored_from_backup(layout.diagrams(mid), stamp - 10**12)
-    steps.features(layout, batch, settings.geometry, settings.features)
+    features.features(layout, batch, settings.geometry, settings.features)
     for before, after in zip(good, storage.read_diagrams(layout.diagrams(mid)), strict=True):
         np.testing.assert_array_equal(before, after)
 
 
 def test_changed_activations_with_an_old_mtime_are_never_read_as_valid(mapped_zoo, tmp_path):
-    from nnmanifold import steps
+    from nnmanifold.steps import features, geometry
 
     layout, settings, batch, mid = _copy_of(mapped_zoo, tmp_path)
     path = layout.activations(mid)
@@ -284,6 +284,6 @@ def test_changed_activations_with_an_old_mtime_are_never_read_as_valid(mapped_zo
     _restored_from_backup(path, stamp - 10**12)
     batches = [m.stem for m in sorted(layout.root.glob("train/*.json"))]
     with pytest.raises(storage.CorruptFileError, match=f"{mid}.*checksum.*snakemake verify"):
-        steps.distances(layout, batches, settings.geometry)
+        geometry.distances(layout, batches, settings.geometry)
     with pytest.raises(storage.CorruptFileError, match=f"{mid}.*checksum"):
-        steps.features(layout, batch, settings.geometry, settings.features)
+        features.features(layout, batch, settings.geometry, settings.features)
