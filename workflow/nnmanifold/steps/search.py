@@ -1,4 +1,4 @@
-"""Search steps: recorded rounds, a new round, the search report and the search benchmark."""
+"""Search steps: a new round, the search report and the search benchmark."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nnmanifold.core import storage
+from nnmanifold.core import jobs, storage
 from nnmanifold.core.errors import UserError
 from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import (
@@ -20,14 +20,6 @@ from nnmanifold.core.settings import (
 )
 
 log = logging.getLogger("nnmanifold")
-
-
-def recorded_rounds(layout: Layout, name: str) -> list[list[dict[str, Any]]]:
-    """The specs of search ``name``'s recorded rounds 1, 2, ... (up to the first missing one)."""
-    rounds = []
-    while (path := layout.search_round(name, len(rounds) + 1)).exists():
-        rounds.append(storage.read_json(path)["specs"])
-    return rounds
 
 
 def search_round(
@@ -93,7 +85,7 @@ def search_report(
     table = storage.read_manifests([layout.train_manifest(b) for b in batches])
     round_of = {
         s["model_id"]: k
-        for k, specs in enumerate(recorded_rounds(layout, settings.name)[: settings.rounds], 1)
+        for k, specs in enumerate(jobs.recorded_rounds(layout, settings.name)[: settings.rounds], 1)
         for s in specs
     }
     table = table[["model_id", "status", "val_accuracy", "test_accuracy"]].assign(
