@@ -59,15 +59,15 @@ def search_benchmark(
     over repeats) and the best-so-far curves."""
     import optuna
 
-    from nnmanifold.report import plots
+    from nnmanifold.report import figures_search, style
     from nnmanifold.search import benchmark as bench
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     configs, val, test, D = bench.load_grid(layout, batches)
     table, best, picked, target = bench.benchmark(configs, val, test, D, settings, log.info)
     storage.write_csv(layout.search_benchmark("table.csv"), bench.table_frame(table))
-    figure = plots.search_curves(best, picked, target, settings.initial)
-    plots.save(figure, layout.search_benchmark("curves.png"))
+    figure = figures_search.search_curves(best, picked, target, settings.initial)
+    style.save(figure, layout.search_benchmark("curves.png"))
 
 
 def search_report(
@@ -79,7 +79,7 @@ def search_report(
 ) -> None:
     """The search's progress (best-so-far by validation accuracy, per round, test accuracy
     beside) and where each round's models fall on the map of all of them."""
-    from nnmanifold.report import plots
+    from nnmanifold.report import figures_map, figures_search, style
     from nnmanifold.search import rounds
 
     table = storage.read_manifests([layout.train_manifest(b) for b in batches])
@@ -101,9 +101,11 @@ def search_report(
     storage.write_csv(layout.search_table(settings.name, "progress"), progress)
     log.info("search %s:\n%s", settings.name, progress.to_string(index=False))
     labelled = models.assign(round=[f"round {k}" for k in models["round"]])
-    plots.save(plots.search_progress(progress), layout.search_figure(settings.name, "progress"))
-    plots.save(
-        plots.map_by(labelled.dropna(subset=axes), "round", title="search rounds on the map"),
+    style.save(
+        figures_search.search_progress(progress), layout.search_figure(settings.name, "progress")
+    )
+    style.save(
+        figures_map.map_by(labelled.dropna(subset=axes), "round", title="search rounds on the map"),
         layout.search_figure(settings.name, "map"),
     )
 
