@@ -31,7 +31,7 @@ from nnmanifold.core.config import validate
 from nnmanifold.geometry import embedding
 from nnmanifold.geometry.diffusion import OperatorSettings, normalize, transition_matrix
 from nnmanifold.geometry.distances import distance_matrix
-from nnmanifold.report import plots
+from nnmanifold.report import figures_map, figures_stats, style
 from nnmanifold.zoo.specs import HYPERPARAMETERS
 
 N_CLASSES = 10
@@ -139,19 +139,19 @@ def draw_figures(
     ranked = ok.sort_values("test_accuracy")
     best, worst = ranked.index[-1], ranked.index[0]
     figures = {
-        "map_accuracy": lambda: plots.map_by(ok, "test_accuracy"),
-        "map_features": lambda: plots.map_facets(ok, list(features.FEATURE_NAMES)),
-        "map_hyperparameters": lambda: plots.map_facets(ok, [*HYPERPARAMETERS, "seed"]),
-        "features_vs_accuracy": lambda: plots.features_vs_accuracy(ok, corr),
-        "distance_heatmap": lambda: plots.distance_heatmap(D, ids, ok["test_accuracy"]),
-        "persistence": lambda: plots.persistence_diagrams(diagrams[best], diagrams[worst]),
-        "informativeness": lambda: plots.informativeness(info),
-        "map_topology": lambda: plots.map_by(topology, "test_accuracy", title="H1 map"),
-        "summary": lambda: plots.summary(ok, D, ids, corr),
+        "map_accuracy": lambda: figures_map.map_by(ok, "test_accuracy"),
+        "map_features": lambda: figures_map.map_facets(ok, list(features.FEATURE_NAMES)),
+        "map_hyperparameters": lambda: figures_map.map_facets(ok, [*HYPERPARAMETERS, "seed"]),
+        "features_vs_accuracy": lambda: figures_stats.features_vs_accuracy(ok, corr),
+        "distance_heatmap": lambda: figures_map.distance_heatmap(D, ids, ok["test_accuracy"]),
+        "persistence": lambda: figures_stats.persistence_diagrams(diagrams[best], diagrams[worst]),
+        "informativeness": lambda: figures_stats.informativeness(info),
+        "map_topology": lambda: figures_map.map_by(topology, "test_accuracy", title="H1 map"),
+        "summary": lambda: figures_stats.summary(ok, D, ids, corr),
     }
     for name, draw in figures.items():
         start = time.perf_counter()
-        plots.save(draw(), out / f"{name}.png")
+        style.save(draw(), out / f"{name}.png")
         print(f"    {name:<22} {time.perf_counter() - start:6.2f} s", flush=True)
 
 

@@ -24,7 +24,7 @@ import optuna
 
 from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import SearchBenchmarkSettings
-from nnmanifold.report import plots
+from nnmanifold.report import figures_search, style
 from nnmanifold.search import benchmark as bench
 
 
@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nbudget {args.budget} ({args.initial} initial), {args.repeats} repeats, mean, 95% CI")
     print(frame.to_string(index=False))
     out = Path(args.out)
-    plots.save(plots.search_curves(best, picked, target, args.initial), out / "search_curves.png")
+    style.save(
+        figures_search.search_curves(best, picked, target, args.initial), out / "search_curves.png"
+    )
     result = {
         "grid_models": len(configs),
         "p95_val": round(target, 4),

@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from nnmanifold.search.sampler import METHODS
+
 ROOT = Path(__file__).resolve().parent.parent
-METHODS = ("guided", "tpe", "random")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

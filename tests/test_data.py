@@ -146,6 +146,7 @@ def _probe(tmp_path, npz, *archs):
     section = {k: v for k, v in npz.items() if k not in ("data_dir", "download")}
     section["n_probe"] = 12
     cmd = [sys.executable, "-m", "nnmanifold", "probe", "--data", json.dumps(section)]
+    cmd += ["--data-dir", str(tmp_path)]
     cmd += ["--results", str(results), "--archs", *archs] if archs else ["--results", str(results)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     return proc, (storage.read_probe(Layout(results).probe) if proc.returncode == 0 else None)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from nnmanifold.core import plan
+from nnmanifold.core import plan, storage
 from nnmanifold.core.config import validate
 from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import DataSettings
@@ -54,7 +54,7 @@ def test_clean_lists_and_removes_only_folders_outside_the_zoo(tmp_path):
     for mid in [*ids, "0123456789ab"]:
         layout.metrics(mid).parent.mkdir(parents=True)
         layout.metrics(mid).write_text("{}")
-    assert plan.stale_models(layout, ids) == [layout.model_dir("0123456789ab")]
+    assert plan.stale_models(layout, validate(config)) == [layout.model_dir("0123456789ab")]
     assert plan.plan_line([], layout, DataSettings.of(validate({})["data"])).startswith("zoo of 0")
 
     def clean(*flags):
@@ -73,3 +73,30 @@ def test_zoo_level_resources_grow_with_the_zoo():
     assert small == {"mem_mb": 1000, "runtime": 10}
     assert large["mem_mb"] == 1000 + int(4 * 8 * 10_000**2 / 2**20)  # four 763 MB matrices
     assert large["runtime"] == 10 + int(10_000**2 * 100 / 60e6)  # 1e8 pairs at 100 us
+
+
+def test_clean_remove_keeps_the_models_of_every_recorded_search_round(tmp_path):
+    """A model of a recorded round (of the config's search or another) survives `clean --remove`;
+    a model dropped from the config's zoo goes."""
+    config = {"results": str(tmp_path / "res"), "zoo": {"seeds": [0, 1]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    full = validate(config)
+    ids = [s["model_id"] for s in zoo.expand(full)]
+    hp = {k: v[0] for k, v in full["zoo"]["space"].items()}
+    layout = Layout(config["results"])
+    rounds = {}
+    for name, lr in (("default", 0.123), ("other", 0.456)):  # the config's search, another
+        specs = [zoo.spec({**hp, "lr": lr}, 0, full)]
+        storage.write_json(layout.search_round(name, 1), {"round": 1, "specs": specs})
+        rounds[name] = specs[0]["model_id"]
+    dropped = zoo.expand(validate({**config, "zoo": {"seeds": [2]}}))[0]["model_id"]
+    for mid in [*ids, *rounds.values(), dropped]:
+        layout.metrics(mid).parent.mkdir(parents=True)
+        layout.metrics(mid).write_text("{}")
+    assert full["search"]["name"] == "default" and not set(rounds.values()) & set(ids)
+    assert plan.kept_models(layout, full) == {*ids, *rounds.values()}
+
+    cmd = [sys.executable, "-m", "nnmanifold", "clean", str(tmp_path / "c.yaml"), "--remove"]
+    subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert not layout.model_dir(dropped).exists()
+    assert all(layout.metrics(m).read_text() == "{}" for m in [*ids, *rounds.values()])

@@ -15,7 +15,7 @@ from scipy import stats
 from scipy.spatial.distance import pdist, squareform
 
 from nnmanifold.analysis.features import FEATURE_NAMES
-from nnmanifold.report import plots
+from nnmanifold.report import figures_map, figures_stats, style
 
 HYPERPARAMETERS = [
     "arch",
@@ -105,7 +105,7 @@ def zoo() -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def test_map_by_continuous_column_gets_a_colourbar(zoo: tuple[pd.DataFrame, np.ndarray]) -> None:
-    fig = plots.map_by(zoo[0], "test_accuracy", title="accuracy")
+    fig = figures_map.map_by(zoo[0], "test_accuracy", title="accuracy")
     assert isinstance(fig, Figure)
     (ax,) = fig.axes
     (bar,) = ax.child_axes
@@ -124,13 +124,13 @@ def test_map_by_categorical_column_gets_a_legend(zoo: tuple[pd.DataFrame, np.nda
         ("lr", {"0.001", "0.01", "0.1"}),
         ("bn", {"False", "True"}),
     ):
-        fig = plots.map_by(embedding, column)
+        fig = figures_map.map_by(embedding, column)
         assert len(fig.axes) == 1
         assert {t.get_text() for t in fig.axes[0].get_legend().get_texts()} == expected
 
 
 def test_map_by_marks_missing_feature_values(zoo: tuple[pd.DataFrame, np.ndarray]) -> None:
-    fig = plots.map_by(zoo[0], "h1_total_persistence")
+    fig = figures_map.map_by(zoo[0], "h1_total_persistence")
     (ax,) = fig.axes
     assert len(ax.child_axes) == 1
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["no value"]
@@ -138,25 +138,25 @@ def test_map_by_marks_missing_feature_values(zoo: tuple[pd.DataFrame, np.ndarray
 
 def test_map_by_names_a_missing_column(zoo: tuple[pd.DataFrame, np.ndarray]) -> None:
     with pytest.raises(ValueError, match="lacks columns \\['nope'\\]"):
-        plots.map_by(zoo[0], "nope")
+        figures_map.map_by(zoo[0], "nope")
 
 
 def test_map_facets_skips_constant_and_absent_hyperparameters(
     zoo: tuple[pd.DataFrame, np.ndarray],
 ) -> None:
-    fig = plots.map_facets(zoo[0], HYPERPARAMETERS)
+    fig = figures_map.map_facets(zoo[0], HYPERPARAMETERS)
     assert len(fig.axes) == len(VARYING)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["depth (hidden layers)", "width (units)", "learning rate", "epochs"]
     with pytest.raises(ValueError, match="varies"):
-        plots.map_facets(zoo[0], ["arch", "activation", "momentum", "weight_decay"])
+        figures_map.map_facets(zoo[0], ["arch", "activation", "momentum", "weight_decay"])
 
 
 def test_map_facets_colours_continuous_lr_on_a_log_scale(
     zoo: tuple[pd.DataFrame, np.ndarray],
 ) -> None:
     embedding = zoo[0].assign(lr=np.logspace(-4, -1, len(zoo[0])))
-    fig = plots.map_facets(embedding, ["lr", "depth"])
+    fig = figures_map.map_facets(embedding, ["lr", "depth"])
     lr_map, depth_map = fig.axes
     assert isinstance(lr_map.collections[0].norm, LogNorm)
     assert lr_map.get_legend() is None and len(lr_map.child_axes) == 1
@@ -166,38 +166,40 @@ def test_map_facets_colours_continuous_lr_on_a_log_scale(
 def test_feature_vs_accuracy_titles_rho_and_interval(zoo: tuple[pd.DataFrame, np.ndarray]) -> None:
     corr = correlation_table(zoo[0]).set_index("feature", drop=False)
     row = corr.loc["silhouette"]
-    fig = plots.feature_vs_accuracy(zoo[0], "silhouette", row)
+    fig = figures_stats.feature_vs_accuracy(zoo[0], "silhouette", row)
     (ax,) = fig.axes
     assert f"ρ = {row['rho']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" in ax.get_title()
     with pytest.raises(ValueError, match="not of 'ward_ari'"):
-        plots.feature_vs_accuracy(zoo[0], "ward_ari", row)
+        figures_stats.feature_vs_accuracy(zoo[0], "ward_ari", row)
 
 
 def test_cluster_order_is_a_permutation_that_groups_blocks() -> None:
     labels = np.array([0, 1, 2] * 5)
     D = np.abs(labels[:, None] - labels[None, :]) * 10.0 + 1.0
     np.fill_diagonal(D, 0.0)
-    order = plots.cluster_order(D)
+    order = figures_map.cluster_order(D)
     assert sorted(order) == list(range(len(labels)))
     assert (np.diff(labels[order]) != 0).sum() == 2
 
 
 def test_distance_heatmap_shows_the_reordered_matrix(zoo: tuple[pd.DataFrame, np.ndarray]) -> None:
     embedding, D = zoo
-    fig = plots.distance_heatmap(D, embedding["model_id"], embedding["test_accuracy"].to_numpy())
+    fig = figures_map.distance_heatmap(
+        D, embedding["model_id"], embedding["test_accuracy"].to_numpy()
+    )
     (heat,) = fig.axes
     strip, acc_bar, dist_bar = heat.child_axes
     assert [acc_bar.get_ylabel(), dist_bar.get_ylabel()] == [
         "test accuracy (%)",
         "diffusion distance",
     ]
-    order = plots.cluster_order(D)
+    order = figures_map.cluster_order(D)
     np.testing.assert_array_equal(heat.images[0].get_array(), D[np.ix_(order, order)])
     np.testing.assert_array_equal(
         strip.images[0].get_array()[0], embedding["test_accuracy"].to_numpy()[order]
     )
     with pytest.raises(ValueError, match="same networks"):
-        plots.distance_heatmap(D, embedding["model_id"][:-1], embedding["test_accuracy"])
+        figures_map.distance_heatmap(D, embedding["model_id"][:-1], embedding["test_accuracy"])
 
 
 def test_distance_heatmap_names_few_networks_in_clustered_order(
@@ -206,15 +208,15 @@ def test_distance_heatmap_names_few_networks_in_clustered_order(
     embedding, D = zoo
     few = embedding.iloc[:12].sample(frac=1, random_state=0)
     D_few = D[np.ix_(few.index, few.index)]
-    fig = plots.distance_heatmap(D_few, few["model_id"], few["test_accuracy"])
+    fig = figures_map.distance_heatmap(D_few, few["model_id"], few["test_accuracy"])
     names = [t.get_text() for t in fig.axes[0].get_yticklabels()]
-    assert names == list(few["model_id"].to_numpy()[plots.cluster_order(D_few)])
+    assert names == list(few["model_id"].to_numpy()[figures_map.cluster_order(D_few)])
 
 
 def test_persistence_diagrams_put_infinite_bars_on_top() -> None:
     best = [np.array([[0, 0.2], [0, 0.5], [0, np.inf]]), np.array([[0.3, 0.9]])]
     worst = [np.array([[0, 0.1], [0, np.inf]]), np.empty((0, 2))]
-    fig = plots.persistence_diagrams(best, worst, ["best", "worst"])
+    fig = figures_stats.persistence_diagrams(best, worst, ["best", "worst"])
     left, right = fig.axes
     assert [left.get_title(), right.get_title()] == ["best", "worst"]
     top = left.get_ylim()[1]
@@ -225,7 +227,7 @@ def test_persistence_diagrams_put_infinite_bars_on_top() -> None:
 
 def test_informativeness_draws_a_bar_per_row_and_stars_by_p() -> None:
     table = informativeness_table()
-    fig = plots.informativeness(table)
+    fig = figures_stats.informativeness(table)
     (ax,) = fig.axes
     assert len(ax.patches) == len(table)
     stars = [t.get_text() for t in ax.texts]
@@ -239,7 +241,7 @@ def test_summary_has_four_panels_around_the_strongest_feature(
     embedding, D = zoo
     corr = correlation_table(embedding)
     strongest = corr.loc[corr["rho"].abs().idxmax()]
-    fig = plots.summary(embedding, D, embedding["model_id"][::-1].tolist(), corr)
+    fig = figures_stats.summary(embedding, D, embedding["model_id"][::-1].tolist(), corr)
     by_accuracy, by_feature, scatter, heat = fig.axes
     letters = [t.get_text() for ax in fig.axes for a in (ax, *ax.child_axes) for t in a.texts]
     assert letters == ["a", "b", "c", "d"]
@@ -248,11 +250,11 @@ def test_summary_has_four_panels_around_the_strongest_feature(
     assert f"ρ = {strongest['rho']:.2f}" in scatter.get_title(loc="left")
     assert len(heat.child_axes) == 3
     with pytest.raises(ValueError, match="missing from the embedding"):
-        plots.summary(embedding.iloc[1:], D, embedding["model_id"], corr)
+        figures_stats.summary(embedding.iloc[1:], D, embedding["model_id"], corr)
 
 
 def test_sensitivity_has_a_panel_per_t_and_layer() -> None:
-    fig = plots.sensitivity(sensitivity_table())
+    fig = figures_stats.sensitivity(sensitivity_table())
     assert len(fig.axes) == 3 + 1
     first = fig.axes[0]
     assert [t.get_text() for t in first.get_yticklabels()] == [
@@ -265,34 +267,34 @@ def test_sensitivity_has_a_panel_per_t_and_layer() -> None:
     ]
     assert [t.get_text() for t in first.get_xticklabels()] == ["none", "l2", "standardize"]
     assert len(first.patches) == 2
-    assert len(plots.sensitivity(sensitivity_table(("fc1", "fc2"))).axes) == 6 + 1
+    assert len(figures_stats.sensitivity(sensitivity_table(("fc1", "fc2"))).axes) == 6 + 1
 
 
 def test_save_writes_png_and_pdf_atomically(
     zoo: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
 ) -> None:
-    fig = plots.map_by(zoo[0], "depth")
-    plots.save(fig, tmp_path / "figures" / "map.png")
+    fig = figures_map.map_by(zoo[0], "depth")
+    style.save(fig, tmp_path / "figures" / "map.png")
     files = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert files == ["map.pdf", "map.png"]
     assert (tmp_path / "figures" / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "figures" / "map.pdf").read_bytes()[:5] == b"%PDF-"
     with pytest.raises(ValueError, match=".png"):
-        plots.save(fig, tmp_path / "map.pdf")
+        style.save(fig, tmp_path / "map.pdf")
 
 
 def test_figures_leave_global_style_alone(zoo: tuple[pd.DataFrame, np.ndarray]) -> None:
     before = dict(mpl.rcParams)
-    plots.map_by(zoo[0], "test_accuracy")
+    figures_map.map_by(zoo[0], "test_accuracy")
     assert dict(mpl.rcParams) == before
 
 
 def test_heatmap_of_a_large_zoo_shows_a_labelled_subsample(monkeypatch) -> None:
-    monkeypatch.setattr(plots, "MAX_HEATMAP_NETWORKS", 30)
+    monkeypatch.setattr(figures_map, "MAX_HEATMAP_NETWORKS", 30)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(80, 3))
     D = np.linalg.norm(X[:, None] - X[None], axis=2)
-    fig = plots.distance_heatmap(D, [f"m{i}" for i in range(80)], rng.random(80))
+    fig = figures_map.distance_heatmap(D, [f"m{i}" for i in range(80)], rng.random(80))
     heat = fig.axes[0]
     assert heat.images[0].get_array().shape == (30, 30)
     assert "random 30 of N = 80" in heat.get_xlabel()
@@ -304,7 +306,7 @@ def test_maps_side_by_side_draw_one_panel_per_distance(
     table, _ = zoo
     unplaced = table.copy()
     unplaced.loc[unplaced.index[:3], ["phate_1", "phate_2"]] = np.nan
-    fig = plots.maps_side_by_side({"diffusion": table, "CKA": unplaced}, "test_accuracy")
+    fig = figures_map.maps_side_by_side({"diffusion": table, "CKA": unplaced}, "test_accuracy")
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in panels] == [
         f"diffusion (N = {len(table)})",

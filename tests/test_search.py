@@ -178,3 +178,33 @@ def test_a_round_is_new_distinct_seeded_and_inside_the_space():
     # the space holds 3 * 2 * 17 = 102 configurations: asking for more than remain is named
     with pytest.raises(search.UserError, match="search.per_round"):
         search.propose_round(coords, acc, trained, dists, 102, seed=7, max_draws=5)
+
+
+def test_one_factory_makes_the_sampler_of_every_method():
+    dists = {"lr": FloatDistribution(1e-3, 1e-1, log=True)}
+    kinds = {
+        m: type(search.sampler_for(m, dists, lambda trials: np.zeros((len(trials), 2)), 0))
+        for m in search.METHODS
+    }
+    assert kinds == {
+        "guided": search.GuidedSampler,
+        "tpe": optuna.samplers.TPESampler,
+        "random": optuna.samplers.RandomSampler,
+    }
+    for method, map_of in (("guided", None), ("cma", lambda t: None)):
+        with pytest.raises(search.UserError, match="search.method"):
+            search.sampler_for(method, dists, map_of, 0)
+
+
+def test_unique_keeps_the_first_new_candidates_and_stops_drawing():
+    drawn = []
+
+    def candidates():
+        for x in [1, 2, 2, 3, 4, 5]:
+            drawn.append(x)
+            yield x
+
+    seen = {1}
+    assert search.unique(candidates(), lambda x: x, seen, 2) == [2, 3]
+    assert drawn == [1, 2, 2, 3] and seen == {1, 2, 3}
+    assert search.unique(candidates(), lambda x: x, set(), 0) == []

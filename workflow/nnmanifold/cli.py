@@ -39,19 +39,20 @@ from nnmanifold.steps import zoo as zoo_steps
 
 log = logging.getLogger("nnmanifold")
 
-#: Optional arguments each command takes (flag -> argparse keywords), and what it runs.
+#: Optional arguments each command takes (flag -> argparse keywords), and what it runs. A value
+#: the config holds has no default here: the rules pass the validated config's (schema defaults).
 _RESULTS = {"--results": {"type": Path, "required": True, "help": "results folder"}}
 _BATCH = {"--batch": {"required": True, "help": "training job name"}}
 _BATCHES = {"--batches": {"nargs": "+", "required": True, "help": "training job names"}}
 _DATA = {
     "--data": {"required": True, "help": "identity of the data section (JSON)"},
-    "--data-dir": {"default": "data", "help": "where torchvision data sets live"},
+    "--data-dir": {"required": True, "help": "where torchvision data sets live"},
     "--download": {"action": "store_true", "help": "let torchvision download"},
 }
 _GEOMETRY = {
     "--geometry": {"required": True, "help": "identity of the geometry section (JSON)"},
-    "--memory-budget-mb": {"type": int, "default": 2048, "help": "memory for operator blocks"},
-    "--device": {"default": "auto", "choices": ["auto", "cpu", "cuda"]},
+    "--memory-budget-mb": {"type": int, "required": True, "help": "memory for operator blocks"},
+    "--device": {"required": True, "help": "auto, cpu or cuda"},
 }
 _BASELINES = {"--baselines": {"nargs": "*", "default": [], "help": "baseline distances"}}
 _STATS = {"--stats": {"required": True, "help": "identity of the stats section (JSON)"}}
@@ -80,17 +81,14 @@ def _validate(a: argparse.Namespace) -> None:
 def _clean(a: argparse.Namespace) -> None:
     from nnmanifold.core import plan
     from nnmanifold.core.config import load_config
-    from nnmanifold.zoo import specs
 
     config = load_config(a.config)
-    stale = plan.stale_models(
-        Layout(config["results"]), [s["model_id"] for s in specs.expand(config)]
-    )
+    stale = plan.stale_models(Layout(config["results"]), config)
     for path in stale:
         print(path)
     if a.remove:
         plan.remove(stale)
-    verb = "removed" if a.remove else "no longer in the zoo (--remove deletes them)"
+    verb = "removed" if a.remove else "no longer kept (--remove deletes them)"
     log.info("%d model folders %s", len(stale), verb)
 
 
@@ -121,8 +119,8 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
         _validate,
     ),
     "clean": (
-        "List the model folders of a results folder whose model is no longer in the config's zoo;"
-        " --remove deletes them.",
+        "List the model folders of a results folder whose model is neither in the config's zoo"
+        " nor in a recorded search round; --remove deletes them.",
         {
             "config": {"type": Path, "help": "YAML config file (its results folder is cleaned)"},
             "--remove": {"action": "store_true", "help": "delete them"},
@@ -164,9 +162,9 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             **_BATCH,
             **_DATA,
             "--specs": {"required": True, "help": "JSON list of the job's model specs"},
-            "--accelerator": {"default": "auto", "choices": ["auto", "cpu", "gpu"]},
-            "--jobs-per-gpu": {"type": int, "default": 1, "help": "jobs sharing one GPU"},
-            "--threads": {"type": int, "default": 1, "help": "CPU threads"},
+            "--accelerator": {"required": True, "help": "auto, cpu or gpu"},
+            "--jobs-per-gpu": {"type": int, "required": True, "help": "jobs sharing one GPU"},
+            "--threads": {"type": int, "required": True, "help": "CPU threads"},
         },
         _train,
     ),
@@ -250,7 +248,7 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             **_SEARCH,
             "--round": {"type": int, "required": True, "help": "the round to record (1, 2, ...)"},
             "--config": {"required": True, "help": "the zoo config, as the zoo step takes it"},
-            "--models-per-job": {"type": int, "default": 8, "help": "models per training job"},
+            "--models-per-job": {"type": int, "required": True, "help": "models per training job"},
         },
         lambda a: search_steps.search_round(
             Layout(a.results),

@@ -1,5 +1,3 @@
-import os
-import shlex
 import sys
 
 from snakemake.logging import logger
@@ -8,8 +6,8 @@ from snakemake.settings.types import DeploymentMethod
 sys.path.insert(0, f"{workflow.basedir}/workflow")
 
 from nnmanifold.core.errors import UserError
-from nnmanifold.steps import search as search_steps
-from nnmanifold.steps import verify as verify_steps
+from nnmanifold.core.commands import flags, shell_prefix
+from nnmanifold.core import commands, jobs
 from nnmanifold.zoo import specs as zoo_lib
 from nnmanifold.core.config import ConfigError, validate
 from nnmanifold.geometry.embedding import MIN_MODELS
@@ -37,19 +35,12 @@ ZOO_IDENTITY = canonical_json(
 
 
 def with_rounds(rounds):
-    """Specs and training jobs of the zoo plus the given search rounds: each round's new models
-    make their own jobs, so the zoo's jobs keep their names."""
-    specs = {s["model_id"]: s for s in ZOO_SPECS}
-    batches = zoo_lib.batches(ZOO_SPECS, S.train.models_per_job)
-    for k, new in enumerate(rounds, start=1):
-        fresh = [s for s in new if s["model_id"] not in specs]
-        specs.update({s["model_id"]: s for s in new})
-        batches.update(zoo_lib.batches(fresh, S.train.models_per_job, prefix=f"r{k}b"))
-    return specs, batches
+    """Specs and training jobs of the zoo plus the given search rounds (jobs.with_rounds)."""
+    return jobs.with_rounds(ZOO_SPECS, rounds, S.train.models_per_job)
 
 
 # The zoo-level rules use the initial zoo plus every recorded round of the search (search.name).
-SPECS, BATCHES = with_rounds(search_steps.recorded_rounds(P, S.search.name))
+SPECS, BATCHES = with_rounds(jobs.recorded_rounds(P, S.search.name))
 try:
     zoo_lib.check_layer(list(SPECS.values()), S.geometry.layer)
 except UserError as err:
@@ -62,46 +53,21 @@ def job_specs(batch):
     the round files."""
     specs, batches = SPECS, BATCHES
     if batch not in batches:
-        specs, batches = with_rounds(search_steps.recorded_rounds(P, S.search.name))
+        specs, batches = with_rounds(jobs.recorded_rounds(P, S.search.name))
     return [specs[m] for m in batches[batch]]
-
-
-def quoted(value):
-    """One shell word for a value in a shell command Snakemake formats: shell-quoted, braces
-    escaped. No value (config or path) can end a command or run another."""
-    return shlex.quote(str(value)).replace("{", "{{").replace("}", "}}")
-
-
-def flags(**values):
-    """Run-time flags for a shell command (``--name value``, each value ``quoted``).
-    Identities go to ``params`` instead: a flag reruns nothing.
-    """
-    words = []
-    for name, value in values.items():
-        flag = f"--{name.replace('_', '-')}"
-        if value is True:
-            words.append(flag)
-        elif value is not False:
-            words += [flag, quoted(value)]
-    return " ".join(words)
 
 
 # The rules run `python -m nnmanifold ...`: find the package from its source folder, and run the
 # Python that runs Snakemake (the project's venv) unless rules get conda environments.
-_prefix = (
-    f"export PYTHONPATH={quoted(os.path.join(workflow.basedir, 'workflow'))}"
-    "${{PYTHONPATH:+:$PYTHONPATH}}; "
+_conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+shell.prefix(
+    shell_prefix(f"{workflow.basedir}/workflow", None if _conda else sys.executable)
 )
-if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
-    _prefix += f"export PATH={quoted(os.path.dirname(sys.executable))}:$PATH; "
-shell.prefix(_prefix)
 
 
 def step(name, *run_flags):
-    """The command line of a workflow step: results folder and run-time flags included."""
-    return " ".join(
-        ["python -m nnmanifold", name, flags(results=S.results), *run_flags]
-    )
+    """The command line of a workflow step (commands.step) in this results folder."""
+    return commands.step(S.results, name, *run_flags)
 
 
 DATA_ACCESS = flags(data_dir=S.data.data_dir, download=S.data.download)
@@ -113,20 +79,6 @@ TRAIN_RUN = flags(
 GEOMETRY_RUN = flags(
     memory_budget_mb=S.geometry.memory_budget_mb, device=S.geometry.device
 )
-
-
-def report_failed_files():
-    """Name per-model files that fail their size check (deleted, truncated, overwritten) with
-    the fix. Parsing changes nothing (it cannot tell a dry run from a run); `snakemake verify`
-    sets them aside so that the next run regenerates them, and no step reads them meanwhile:
-    a missing file stops its reader, a changed activation fails its checksum."""
-    for stage in verify_steps.STAGES:
-        for batch in BATCHES:
-            for path in verify_steps.failed_files(P, stage, batch):
-                logger.warning(
-                    f"{path} fails its size check (job {stage}/{batch}); run `snakemake verify`"
-                    " to have it regenerated"
-                )
 
 
 logger.info(plan.plan_line(list(SPECS.values()), P, S.data))
@@ -184,19 +136,15 @@ def rerun_mark(stage):
     return mark
 
 
-def previous_outputs(*names):
-    """A per-batch job's per-model files from an earlier run, as an input function: a file
-    changed since (newer than the job's manifest) makes the job rerun."""
+def previous_outputs(stage):
+    """A per-batch job's per-model files changed since its manifest, as an input function:
+    such a file makes the job rerun (jobs.changed_outputs)."""
 
-    def existing(wildcards):
-        paths = [
-            P.model_dir(s["model_id"]) / name
-            for s in job_specs(wildcards.batch)
-            for name in names
-        ]
-        return [p for p in paths if p.exists()]
+    def changed(wildcards):
+        ids = [s["model_id"] for s in job_specs(wildcards.batch)]
+        return jobs.changed_outputs(P, stage, wildcards.batch, ids)
 
-    return existing
+    return changed
 
 
 def zoo_resources(matrices, base_mb, minutes, pair_us):
@@ -222,7 +170,7 @@ def search_batches(k):
     """Training jobs of the zoo and of search rounds 1 .. k-1 (each waits for its checkpoint)."""
     for j in range(1, k):
         checkpoints.search_round.get(round=str(j))
-    return list(with_rounds(search_steps.recorded_rounds(P, S.search.name)[: k - 1])[1])
+    return list(with_rounds(jobs.recorded_rounds(P, S.search.name)[: k - 1])[1])
 
 
 SEARCH_RUN = " ".join(
@@ -234,4 +182,5 @@ SEARCH_RUN = " ".join(
 )
 
 
-report_failed_files()
+for line in jobs.size_warnings(P, BATCHES):
+    logger.warning(line)

@@ -4,7 +4,7 @@ rule features:
     input:
         manifest=P.train_manifest("{batch}"),
         probe=P.probe,
-        previous=previous_outputs("features.json", "diagrams.npz"),
+        previous=previous_outputs("features"),
     output:
         P.features_manifest("{batch}"),
     log:

@@ -4,7 +4,7 @@
 rule train:
     input:
         probe=P.probe,
-        previous=previous_outputs("activations.h5", "metrics.json"),
+        previous=previous_outputs("train"),
     output:
         P.train_manifest("{batch}"),
     log:

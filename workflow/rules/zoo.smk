@@ -3,7 +3,7 @@ rule zoo:
     input:
         rounds=[
             P.search_round(S.search.name, k)
-            for k in range(1, len(search_steps.recorded_rounds(P, S.search.name)) + 1)
+            for k in range(1, len(jobs.recorded_rounds(P, S.search.name)) + 1)
         ],
     output:
         P.zoo,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from nnmanifold.analysis import stats
+from nnmanifold.analysis import knn_tests
 from nnmanifold.geometry.diffusion import (
     OperatorSettings,
     kernel_diagnostics,
@@ -59,8 +59,8 @@ def sweep(
         for t in ts:
             ops = np.stack([power(P, t) for P in one_step])
             D = pairwise_frobenius(ops, device="cpu")
-            fit = stats.loo_knn_r2_permutation(D, accuracy, k=k, n_perm=n_perm, seed=seed)
-            smooth = stats.smoothness_test(D, accuracy, k=k, n_perm=n_perm, seed=seed)
+            fit = knn_tests.loo_knn_r2_permutation(D, accuracy, k=k, n_perm=n_perm, seed=seed)
+            smooth = knn_tests.smoothness_test(D, accuracy, k=k, n_perm=n_perm, seed=seed)
             rows.append(
                 {
                     **setting,

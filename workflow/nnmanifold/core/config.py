@@ -11,6 +11,7 @@ import jsonschema
 import yaml
 
 from nnmanifold.core.errors import UserError
+from nnmanifold.geometry.diffusion import check_sigma
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
@@ -50,7 +51,8 @@ def validate(config: Mapping[str, Any]) -> dict:
 
 
 def _check_consistency(config: dict) -> None:
-    """Rules the schema cannot express: grid needs lists; npz needs a path; ranges ordered."""
+    """Rules the schema cannot express: grid needs lists; npz needs a path; ranges ordered;
+    sigma in range (checked where operators check it)."""
     zoo = config["zoo"]
     for key, axis in zoo["space"].items():
         if isinstance(axis, dict):
@@ -67,6 +69,15 @@ def _check_consistency(config: dict) -> None:
             if axis["low"] < floor or (key == "lr" and axis["low"] <= 0):
                 bound = "above 0" if key == "lr" else f"at least {floor}"
                 raise ConfigError(f"config key 'zoo.space.{key}': low must be {bound}")
+    sigmas = {"geometry.sigma": config["geometry"]["sigma"]}
+    sigmas.update(
+        {f"sensitivity.sigmas.{i}": s for i, s in enumerate(config["sensitivity"]["sigmas"])}
+    )
+    for key, sigma in sigmas.items():
+        try:
+            check_sigma(sigma)
+        except ValueError as err:
+            raise ConfigError(f"config key '{key}': {err}") from None
     if config["data"]["name"] == "npz" and not config["data"]["npz_path"]:
         raise ConfigError("config key 'data.npz_path': required when data.name is npz")
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from nnmanifold.core import jobs
 from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import DataSettings
+from nnmanifold.zoo import specs as zoo_lib
 
 #: Input shape per row and number of classes of the built-in data sets.
 KNOWN_DATA = {
@@ -83,12 +85,23 @@ def zoo_resources(
     }
 
 
-def stale_models(layout: Layout, model_ids: Iterable[str]) -> list[Path]:
-    """Model folders under the results folder whose model is no longer in the zoo."""
+def kept_models(layout: Layout, config: dict[str, Any]) -> set[str]:
+    """Every model a results folder holds on purpose: the config's zoo and the recorded rounds
+    of every search under ``results/search/`` (whatever search the config names). The one list
+    ``clean`` keeps; networks from elsewhere and placed networks join it here when they exist."""
+    kept = {s["model_id"] for s in zoo_lib.expand(config)}
+    for name in jobs.search_names(layout):
+        kept.update(s["model_id"] for specs in jobs.recorded_rounds(layout, name) for s in specs)
+    return kept
+
+
+def stale_models(layout: Layout, config: dict[str, Any]) -> list[Path]:
+    """Model folders under the results folder that it no longer holds on purpose
+    (``kept_models``)."""
     folder = layout.root / "models"
     if not folder.is_dir():
         return []
-    keep = set(model_ids)
+    keep = kept_models(layout, config)
     return sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in keep)
 
 

@@ -9,6 +9,7 @@ memory — as command-line flags, which rerun nothing. Defaults live in the conf
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,8 +95,9 @@ class GeometrySettings(Section):
     device: str
     RUN: ClassVar[tuple[str, ...]] = ("memory_budget_mb", "device")
 
-    @property
+    @functools.cached_property
     def operator(self) -> OperatorSettings:
+        """The operator settings, built (and checked) once per settings object."""
         return OperatorSettings(self.sigma, self.normalization, self.t)
 
     def representation_identity(self) -> dict[str, Any]:

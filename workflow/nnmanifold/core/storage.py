@@ -130,16 +130,26 @@ def file_record(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def failed_files(manifest: str | os.PathLike, hashes: bool = False) -> list[str]:
-    """Files a job manifest lists that are missing or changed in size (stat only: cheap at
-    start-up) or, with ``hashes``, in content."""
+    """Files a finished job's manifest lists that are missing or changed in size (one stat each:
+    cheap at start-up) or, with ``hashes``, in content. None if the job has not run; an
+    unreadable manifest is itself the failed file."""
+    try:
+        entries = read_json(manifest)
+    except FileNotFoundError:
+        return []
+    except CorruptFileError:
+        return [str(manifest)]
     failed = []
-    for entry in read_json(manifest):
+    for entry in entries:
         for record in entry.get("files", []):
             record = record if isinstance(record, dict) else {"path": record}
             path = record["path"]
-            if not os.path.exists(path):
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
                 failed.append(path)
-            elif record.get("size", os.path.getsize(path)) != os.path.getsize(path) or (
+                continue
+            if record.get("size", size) != size or (
                 hashes and record.get("hash", file_hash(path)) != file_hash(path)
             ):
                 failed.append(path)

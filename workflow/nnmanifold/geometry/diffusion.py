@@ -39,26 +39,29 @@ class OperatorSettings:
             raise ValueError(
                 f"normalization={self.normalization!r} is not one of {', '.join(NORMALIZATIONS)}"
             )
-        if self.sigma == "median":
-            pass
-        elif (
-            isinstance(self.sigma, bool)
-            or not isinstance(self.sigma, numbers.Real)
-            or not np.isfinite(self.sigma)
-            or self.sigma <= 0
-        ):
-            raise ValueError(
-                f"sigma={self.sigma!r} must be a finite number > 0 or 'median' (default 0.5)"
-            )
+        object.__setattr__(self, "sigma", check_sigma(self.sigma))
         if isinstance(self.t, bool) or not isinstance(self.t, numbers.Integral) or self.t < 1:
             raise ValueError(f"t={self.t!r} must be an integer >= 1 (diffusion steps, default 1)")
-        if self.sigma != "median":
-            object.__setattr__(self, "sigma", float(self.sigma))
         object.__setattr__(self, "t", int(self.t))
 
     def key(self) -> str:
         """Short stable hash of the settings; a different key invalidates cached operators."""
         return content_hash(asdict(self), 12)
+
+
+def check_sigma(sigma: float | str) -> float | str:
+    """The kernel width as operators use it (a float, or "median"); the one check of its range,
+    which the config validation asks too."""
+    if sigma == "median":
+        return sigma
+    if (
+        isinstance(sigma, bool)
+        or not isinstance(sigma, numbers.Real)
+        or not np.isfinite(sigma)
+        or sigma <= 0
+    ):
+        raise ValueError(f"sigma={sigma!r} must be a finite number > 0 or 'median'")
+    return float(sigma)
 
 
 def normalize(X: np.ndarray, method: str) -> np.ndarray:

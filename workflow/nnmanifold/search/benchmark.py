@@ -28,8 +28,6 @@ from nnmanifold.geometry.embedding import phate_embedding
 from nnmanifold.search import sampler as search
 from nnmanifold.zoo.specs import HYPERPARAMETERS
 
-METHODS = ("guided", "tpe", "random")
-
 
 def load_grid(
     layout: Layout, batches: Sequence[str]
@@ -159,14 +157,6 @@ def classical_mds(D: np.ndarray, n_components: int = 2) -> np.ndarray:
     return v[:, top] * np.sqrt(np.maximum(w[top], 0))
 
 
-def sampler_for(method: str, distributions, map_of, seed: int) -> optuna.samplers.BaseSampler:
-    if method == "guided":
-        return search.GuidedSampler(distributions, map_of, seed=seed)
-    if method == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
 def curves(order: Sequence[int], val: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, ...]:
     """Best-so-far validation accuracy and the test accuracy of the model it picks, per model."""
     v = val[list(order)]
@@ -219,23 +209,23 @@ def benchmark(
         )
     distributions = grid_space(configs)
     target = float(np.percentile(val, 95))
-    best, picked = {m: [] for m in METHODS}, {m: [] for m in METHODS}
+    best, picked = {m: [] for m in search.METHODS}, {m: [] for m in search.METHODS}
     for r in range(settings.repeats):
         rng = np.random.default_rng(settings.seed + 1000 + r)
         initial = rng.choice(len(configs), settings.initial, replace=False)
-        for method in METHODS:
+        for method in search.METHODS:
             map_of = grid_map(configs, D, list(distributions), settings.map, seed=r)
-            sampler = sampler_for(method, distributions, map_of, seed=settings.seed + r)
+            sampler = search.sampler_for(method, distributions, map_of, settings.seed + r)
             order = run_search(
                 sampler, configs, val, initial, settings.budget, settings.per_round, distributions
             )
             b, p = curves(order, val, test)
             best[method].append(b)
             picked[method].append(p)
-        progress(f"repeat {r}: " + ", ".join(f"{m} {best[m][-1][-1]:.4f}" for m in METHODS))
+        progress(f"repeat {r}: " + ", ".join(f"{m} {best[m][-1][-1]:.4f}" for m in best))
     best = {m: np.array(v) for m, v in best.items()}
     picked = {m: np.array(v) for m, v in picked.items()}
-    table = {m: summarise(best[m], picked[m], target) for m in METHODS}
+    table = {m: summarise(best[m], picked[m], target) for m in best}
     for m in ("tpe", "random"):  # repeats share their initial zoo: compare them pairwise
         mean, half = mean_ci(best["guided"][:, -1] - best[m][:, -1])
         table["guided"][f"final_minus_{m}"] = [round(float(mean), 4), round(float(half), 4)]

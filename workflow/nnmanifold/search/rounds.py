@@ -23,7 +23,6 @@ from nnmanifold.search import sampler as search
 
 #: Proposes ``n`` configurations (searched keys only) on attempt ``attempt`` (0, 1, ...).
 Draw = Callable[[int, int], list[dict[str, Any]]]
-METHODS = ("guided", "tpe", "random")
 
 
 def round_seed(seed: int, k: int, attempt: int = 0) -> int:
@@ -58,11 +57,8 @@ def new_specs(
     ids = set(taken)
     specs: list[dict[str, Any]] = []
     for attempt in range(max_attempts):
-        for config in draw(per_round - len(specs), attempt):
-            spec = to_spec(config)
-            if spec["model_id"] not in ids:
-                ids.add(spec["model_id"])
-                specs.append(spec)
+        proposed = (to_spec(c) for c in draw(per_round - len(specs), attempt))
+        specs += search.unique(proposed, lambda s: s["model_id"], ids, per_round - len(specs))
         if len(specs) == per_round:
             return specs
     raise UserError(
@@ -99,13 +95,9 @@ def optuna_draw(
     k: int,
 ) -> Draw:
     """Proposals of Optuna's TPE or random sampler told the trained models' accuracies."""
-    sampler_of = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
-    if method not in sampler_of:
-        raise UserError(f"search.method is {method!r}; give one of {', '.join(METHODS)}")
+    sampler = search.sampler_for(method, distributions, None, round_seed(seed, k))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="maximize", sampler=sampler_of[method](seed=round_seed(seed, k))
-    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
     dists = dict(distributions)
     for config, value in zip(configs, accuracy, strict=True):
         params = {key: config[key] for key in dists}

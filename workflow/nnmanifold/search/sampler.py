@@ -10,8 +10,8 @@ uniformly. Being a ``BaseSampler``, it runs in the same harness as Optuna's TPE 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import optuna
@@ -32,6 +32,10 @@ LOG_KEYS = frozenset({"lr", "weight_decay", "width", "channels", "batch_size"})
 
 #: Map coordinates of completed trials, one row each, in the order given.
 MapFunction = Callable[[Sequence[FrozenTrial]], np.ndarray]
+#: The search methods (``search.method``): the map's guided sampler, Optuna's TPE and random.
+METHODS = ("guided", "tpe", "random")
+
+T = TypeVar("T")
 
 
 def search_space(space: Mapping[str, Any]) -> tuple[dict[str, BaseDistribution], dict[str, Any]]:
@@ -197,19 +201,18 @@ def propose_round(
     """
     rng = np.random.default_rng(seed)
     keys = list(distributions)
-    seen = {_config_key(c, keys) for c in configs}
+
+    def key(config: Mapping[str, Any]) -> tuple:
+        return tuple(config[k] for k in keys)
+
     params = [{k: c[k] for k in keys} for c in configs]
-    round_: list[dict[str, Any]] = []
-    for _ in range(per_round * max_draws):
-        if len(round_) == per_round:
-            break
-        if rng.random() < exploration:
-            config = uniform(distributions, rng)
-        else:
-            config = propose(coords, accuracy, params, distributions, rng)
-        if (key := _config_key(config, keys)) not in seen:
-            seen.add(key)
-            round_.append(config)
+    draws = (
+        uniform(distributions, rng)
+        if rng.random() < exploration
+        else propose(coords, accuracy, params, distributions, rng)
+        for _ in range(per_round * max_draws)
+    )
+    round_ = unique(draws, key, {key(c) for c in configs}, per_round)
     if len(round_) < per_round:
         raise UserError(
             f"search found only {len(round_)} of search.per_round = {per_round} configurations "
@@ -219,8 +222,36 @@ def propose_round(
     return round_
 
 
-def _config_key(config: Mapping[str, Any], keys: Sequence[str]) -> tuple:
-    return tuple(config[k] for k in keys)
+def unique(candidates: Iterable[T], key: Callable[[T], Hashable], seen: set, n: int) -> list[T]:
+    """The first ``n`` candidates whose key is neither in ``seen`` nor repeated (``seen`` grows):
+    the one de-duplication of proposals, so no model is trained twice. Candidates are drawn only
+    until ``n`` are found."""
+    out: list[T] = []
+    if n < 1:
+        return out
+    for candidate in candidates:
+        if (k := key(candidate)) not in seen:
+            seen.add(k)
+            out.append(candidate)
+            if len(out) == n:
+                break
+    return out
+
+
+def sampler_for(
+    method: str,
+    distributions: Mapping[str, BaseDistribution],
+    map_of: MapFunction | None,
+    seed: int,
+) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler of a search method (``METHODS``), seeded; ``guided`` needs ``map_of``."""
+    if method == "guided" and map_of is not None:
+        return GuidedSampler(distributions, map_of, seed=seed)
+    if method == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if method == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise UserError(f"search.method is {method!r}; give one of {', '.join(METHODS)}")
 
 
 class GuidedSampler(optuna.samplers.BaseSampler):

@@ -18,7 +18,7 @@ log = logging.getLogger("nnmanifold")
 def figures(layout: Layout, baselines: Sequence[str] = ()) -> None:
     """Paper figures (PNG + PDF) of the map, the features and the statistics."""
     from nnmanifold.analysis import features as features_lib
-    from nnmanifold.report import plots
+    from nnmanifold.report import figures_map, figures_stats, style
 
     table = pd.read_csv(layout.embedding)
     ok = table[table["status"] == "ok"]
@@ -26,23 +26,27 @@ def figures(layout: Layout, baselines: Sequence[str] = ()) -> None:
     D, ids, _ = storage.read_distances(layout.distances)
     corr = pd.read_csv(layout.stats("feature_correlations"))
     accuracy = ok.set_index("model_id").loc[ids, "test_accuracy"].to_numpy()
-    extremes = plots.best_and_worst(ok)
+    extremes = figures_stats.best_and_worst(ok)
     diagrams = [storage.read_diagrams(layout.diagrams(m)) for m in extremes["model_id"]]
     drawn = {
-        "map_accuracy": plots.map_by(ok, "test_accuracy"),
-        "map_features": plots.map_facets(ok, list(features_lib.FEATURE_NAMES)),
-        "map_hyperparameters": plots.map_facets(ok, [*HYPERPARAMETERS, "seed"]),
-        "features_vs_accuracy": plots.features_vs_accuracy(ok, corr),
-        "distance_heatmap": plots.distance_heatmap(D, ids, accuracy),
-        "persistence": plots.persistence_diagrams(*diagrams, labels=list(extremes["label"])),
-        "informativeness": plots.informativeness(pd.read_csv(layout.stats("map_informativeness"))),
-        "map_topology": plots.map_by(
+        "map_accuracy": figures_map.map_by(ok, "test_accuracy"),
+        "map_features": figures_map.map_facets(ok, list(features_lib.FEATURE_NAMES)),
+        "map_hyperparameters": figures_map.map_facets(ok, [*HYPERPARAMETERS, "seed"]),
+        "features_vs_accuracy": figures_stats.features_vs_accuracy(ok, corr),
+        "distance_heatmap": figures_map.distance_heatmap(D, ids, accuracy),
+        "persistence": figures_stats.persistence_diagrams(
+            *diagrams, labels=list(extremes["label"])
+        ),
+        "informativeness": figures_stats.informativeness(
+            pd.read_csv(layout.stats("map_informativeness"))
+        ),
+        "map_topology": figures_map.map_by(
             topology[topology["status"] == "ok"],
             "test_accuracy",
             title="map of H1 Wasserstein distances",
         ),
-        "summary": plots.summary(ok, D, ids, corr),
-        "map_baselines": plots.maps_side_by_side(
+        "summary": figures_stats.summary(ok, D, ids, corr),
+        "map_baselines": figures_map.maps_side_by_side(
             {
                 "diffusion distance": ok,
                 **{
@@ -55,7 +59,7 @@ def figures(layout: Layout, baselines: Sequence[str] = ()) -> None:
     }
     assert set(drawn) == set(FIGURES), "paths.FIGURES lists the figures this step draws"
     for name, fig in drawn.items():
-        plots.save(fig, layout.figure(name))
+        style.save(fig, layout.figure(name))
 
 
 def interactive_map(layout: Layout) -> None:

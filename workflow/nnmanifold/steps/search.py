@@ -1,4 +1,4 @@
-"""Search steps: recorded rounds, a new round, the search report and the search benchmark."""
+"""Search steps: a new round, the search report and the search benchmark."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nnmanifold.core import storage
+from nnmanifold.core import jobs, storage
 from nnmanifold.core.errors import UserError
 from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import (
@@ -20,14 +20,6 @@ from nnmanifold.core.settings import (
 )
 
 log = logging.getLogger("nnmanifold")
-
-
-def recorded_rounds(layout: Layout, name: str) -> list[list[dict[str, Any]]]:
-    """The specs of search ``name``'s recorded rounds 1, 2, ... (up to the first missing one)."""
-    rounds = []
-    while (path := layout.search_round(name, len(rounds) + 1)).exists():
-        rounds.append(storage.read_json(path)["specs"])
-    return rounds
 
 
 def search_round(
@@ -67,15 +59,15 @@ def search_benchmark(
     over repeats) and the best-so-far curves."""
     import optuna
 
-    from nnmanifold.report import plots
+    from nnmanifold.report import figures_search, style
     from nnmanifold.search import benchmark as bench
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     configs, val, test, D = bench.load_grid(layout, batches)
     table, best, picked, target = bench.benchmark(configs, val, test, D, settings, log.info)
     storage.write_csv(layout.search_benchmark("table.csv"), bench.table_frame(table))
-    figure = plots.search_curves(best, picked, target, settings.initial)
-    plots.save(figure, layout.search_benchmark("curves.png"))
+    figure = figures_search.search_curves(best, picked, target, settings.initial)
+    style.save(figure, layout.search_benchmark("curves.png"))
 
 
 def search_report(
@@ -87,13 +79,13 @@ def search_report(
 ) -> None:
     """The search's progress (best-so-far by validation accuracy, per round, test accuracy
     beside) and where each round's models fall on the map of all of them."""
-    from nnmanifold.report import plots
+    from nnmanifold.report import figures_map, figures_search, style
     from nnmanifold.search import rounds
 
     table = storage.read_manifests([layout.train_manifest(b) for b in batches])
     round_of = {
         s["model_id"]: k
-        for k, specs in enumerate(recorded_rounds(layout, settings.name)[: settings.rounds], 1)
+        for k, specs in enumerate(jobs.recorded_rounds(layout, settings.name)[: settings.rounds], 1)
         for s in specs
     }
     table = table[["model_id", "status", "val_accuracy", "test_accuracy"]].assign(
@@ -109,9 +101,11 @@ def search_report(
     storage.write_csv(layout.search_table(settings.name, "progress"), progress)
     log.info("search %s:\n%s", settings.name, progress.to_string(index=False))
     labelled = models.assign(round=[f"round {k}" for k in models["round"]])
-    plots.save(plots.search_progress(progress), layout.search_figure(settings.name, "progress"))
-    plots.save(
-        plots.map_by(labelled.dropna(subset=axes), "round", title="search rounds on the map"),
+    style.save(
+        figures_search.search_progress(progress), layout.search_figure(settings.name, "progress")
+    )
+    style.save(
+        figures_map.map_by(labelled.dropna(subset=axes), "round", title="search rounds on the map"),
         layout.search_figure(settings.name, "map"),
     )
 

@@ -23,7 +23,7 @@ def sensitivity(
 ) -> None:
     """Sweep sigma, normalisation, t and layer; report how informative the map stays."""
     from nnmanifold.analysis import sensitivity as sweep_lib
-    from nnmanifold.report import plots
+    from nnmanifold.report import figures_stats, style
 
     probe = storage.read_probe(layout.probe)
     table = storage.read_manifests([layout.train_manifest(b) for b in batches])
@@ -48,4 +48,4 @@ def sensitivity(
         progress=True,
     )
     storage.write_csv(layout.stats("sensitivity"), result.assign(n_models=len(ok)))
-    plots.save(plots.sensitivity(result), layout.figure("sensitivity"))
+    style.save(figures_stats.sensitivity(result), layout.figure("sensitivity"))

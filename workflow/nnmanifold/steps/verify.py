@@ -7,14 +7,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from nnmanifold.core import storage
+from nnmanifold.core import jobs, storage
 from nnmanifold.core.paths import Layout
 
 log = logging.getLogger("nnmanifold")
-
-
-#: The per-job stages whose manifests list per-model files.
-STAGES = ("train", "features")
 
 
 def verify(
@@ -31,26 +27,14 @@ def verify(
     changes nothing.
     """
     lines = []
-    for stage in STAGES:
+    for stage in jobs.STAGE_FILES:
         for batch in batches:
-            failed = failed_files(layout, stage, batch, hashes)
+            failed = storage.failed_files(layout.manifest(stage, batch), hashes)
             lines += [f"{path} fails its check (job {stage}/{batch})" for path in failed]
             if failed and not dry_run:
                 _set_aside(layout, stage, batch, failed)
                 storage.write_json(layout.rerun_mark(stage, batch), {"marked": time.time()})
     return lines
-
-
-def failed_files(layout: Layout, stage: str, batch: str, hashes: bool = False) -> list[str]:
-    """Files a finished job's manifest lists that fail their check (none if it has not run;
-    an unreadable manifest is itself the failed file)."""
-    manifest = layout.manifest(stage, batch)
-    if not manifest.exists():
-        return []
-    try:
-        return storage.failed_files(manifest, hashes)
-    except storage.CorruptFileError:
-        return [str(manifest)]
 
 
 def _set_aside(layout: Layout, stage: str, batch: str, failed: Sequence[str]) -> None:

@@ -6,12 +6,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from nnmanifold.core import storage
+from nnmanifold.core import jobs, storage
 from nnmanifold.core.paths import Layout
-from nnmanifold.core.settings import (
-    DataSettings,
-)
-from nnmanifold.steps.search import recorded_rounds
+from nnmanifold.core.settings import DataSettings
 
 log = logging.getLogger("nnmanifold")
 
@@ -24,7 +21,7 @@ def zoo(layout: Layout, config: dict[str, Any], search: str | None = None) -> No
 
     specs = zoo_lib.expand(validate(config))
     ids = {s["model_id"] for s in specs}
-    for new in recorded_rounds(layout, search) if search else []:
+    for new in jobs.recorded_rounds(layout, search) if search else []:
         specs += [s for s in new if s["model_id"] not in ids]
         ids.update(s["model_id"] for s in new)
     storage.write_csv(layout.zoo, zoo_lib.table(specs))
