@@ -17,6 +17,7 @@ import numpy as np
 
 from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import DataSettings
+from nnmanifold.zoo import layout
 
 #: Input shape per row and number of classes of the built-in data sets.
 KNOWN_DATA = {
@@ -37,13 +38,12 @@ def input_shape(data: DataSettings) -> tuple[tuple[int, ...], int] | None:
     if data.name in KNOWN_DATA:
         return KNOWN_DATA[data.name]
     try:  # npz: the header of x_train and the (small) labels
-        with zipfile.ZipFile(data.npz_path) as zf:
-            shape = _npy_shape(zf, "x_train.npy")[1:]
+        shape = layout.row_shape(layout.npz_shape(data.npz_path), data.layout, data.npz_path)
         with np.load(data.npz_path) as f:
             n_classes = int(f["y_train"].max()) + 1
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, TypeError):
         return None
-    return ((1, *shape) if len(shape) == 2 else shape), n_classes
+    return shape, n_classes
 
 
 def model_bytes(
@@ -117,17 +117,6 @@ def _layers(spec: dict[str, Any], shape: tuple[int, ...], n_classes: int) -> tup
         widths.append(spec["width"])
         n_in = spec["width"]
     return widths, params + n_in * n_classes + n_classes
-
-
-def _npy_shape(zf: zipfile.ZipFile, name: str) -> tuple[int, ...]:
-    with zf.open(name) as fh:
-        major, _ = np.lib.format.read_magic(fh)
-        read = (
-            np.lib.format.read_array_header_1_0
-            if major == 1
-            else np.lib.format.read_array_header_2_0
-        )
-        return read(fh)[0]
 
 
 def _size(n_bytes: float) -> str:
