@@ -247,11 +247,13 @@ def npz_inputs(x: np.ndarray, name: str, layout: str = "auto") -> np.ndarray:
 
 def check_architectures(ds: Dataset, archs: Iterable[str], source: str) -> None:
     """Fail early if the zoo holds an architecture this data set's input shape cannot feed."""
-    if "cnn" in set(archs) and len(ds.input_shape) != 3:
-        raise DataError(
-            f"zoo.space.arch has cnn, which needs images (N, C, H, W) or (N, H, W), but {source} "
-            f"gives inputs of shape {ds.input_shape} per row; drop cnn or use image data"
-        )
+    for arch in ("cnn", "resnet"):
+        if arch in set(archs) and len(ds.input_shape) != 3:
+            raise DataError(
+                f"zoo.space.arch has {arch}, which needs images (N, C, H, W), (N, H, W, C) or "
+                f"(N, H, W), but {source} gives inputs of shape {ds.input_shape} per row; drop "
+                f"{arch} or use image data"
+            )
 
 
 def _stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
