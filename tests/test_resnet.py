@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import ACCELERATOR, run_killed
+from conftest import ACCELERATOR, run_killed, snakemake, write_config
 from test_train import KILLER
 
 from nnmanifold.core import storage
@@ -131,3 +131,25 @@ def test_job_trains_resnets_on_the_one_model_path(digits, tmp_path):
     assert [m["status"] for m in trained] == ["ok", "ok"]
     assert trained[0]["test_accuracy"] > 0.5  # chance is 0.1
     assert all("group_size" not in m for m in trained)  # the group trainer has no BatchNorm yet
+
+
+def test_a_digits_zoo_with_resnets_trains_through_the_workflow(tmp_path):
+    space = {"arch": ["mlp", "resnet"], "channels": [2, 4], "epochs": [1], "width": [16]}
+    config = {
+        "data": {"name": "digits", "n_probe": 50},
+        "zoo": {"seeds": [0], "space": {**space, "depth": [1], "lr": [0.1]}},
+        "train": {"models_per_job": 8, "accelerator": "cpu"},
+    }
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "trained")
+    specs = zoo.expand(validate(config))
+    assert sorted(s["arch"] for s in specs) == ["mlp", "resnet", "resnet"]
+    for spec in specs:
+        folder = tmp_path / "results" / "models" / spec["model_id"]
+        metrics = storage.read_json(folder / "metrics.json")
+        assert metrics["status"] == "ok", metrics["reason"]
+        _, attrs = storage.read_activations(folder / "activations.h5")
+        assert list(attrs["layer_order"]) == zoo.layer_names(spec)
+        if spec["arch"] == "resnet":
+            penultimate, _ = storage.read_activations(folder / "activations.h5")
+            assert penultimate.shape == (50, 4 * spec["channels"])
