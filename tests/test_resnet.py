@@ -153,3 +153,11 @@ def test_a_digits_zoo_with_resnets_trains_through_the_workflow(tmp_path):
         if spec["arch"] == "resnet":
             penultimate, _ = storage.read_activations(folder / "activations.h5")
             assert penultimate.shape == (50, 4 * spec["channels"])
+
+
+def test_a_resnet_zoo_on_feature_vectors_is_refused_before_training():
+    from nnmanifold.zoo import data
+
+    flat = Dataset("npz", np.zeros((4, 5), np.float32), np.arange(4), np.zeros((2, 5)), np.zeros(2))
+    with pytest.raises(data.DataError, match="arch has resnet, which needs images"):
+        data.check_architectures(flat, ["mlp", "resnet"], "d.npz")
