@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -37,13 +38,25 @@ def _n_train_jobs(config: dict) -> int:
 
 def test_paper_config_is_the_mnist_zoo_at_scale() -> None:
     config = load_config(ROOT / "config" / "paper.yaml")
-    archs = [spec["arch"] for spec in zoo.expand(config)]
-    assert archs.count("mlp") >= 200 and archs.count("cnn") >= 200
+    specs = zoo.expand(config)
+    archs = [spec["arch"] for spec in specs]
+    assert archs.count("mlp") >= 200 and archs.count("cnn") >= 200 and archs.count("resnet") >= 72
+    # the 432 MLP and CNN ids from before ResNets joined, hashed in sorted order
+    old = sorted(s["model_id"] for s in specs if s["arch"] != "resnet")
+    assert hashlib.sha256(" ".join(old).encode()).hexdigest()[:16] == "aeef201f7867f638"
     assert (config["data"]["name"], config["data"]["n_probe"]) == ("mnist", 1000)
     assert config["train"]["accelerator"] == "gpu"
 
 
-@pytest.mark.parametrize("name", ["paper.yaml", "config.yaml"])
+def test_resnet_config_is_a_cifar10_resnet_zoo() -> None:
+    config = load_config(ROOT / "config" / "resnet.yaml")
+    specs = zoo.expand(config)
+    assert {s["arch"] for s in specs} == {"resnet"} and config["data"]["name"] == "cifar10"
+    assert {6 * s["blocks"] + 2 for s in specs} == {8, 14, 20}
+    assert {s.get("augment") for s in specs} == {None, "standard"}
+
+
+@pytest.mark.parametrize("name", ["paper.yaml", "config.yaml", "resnet.yaml"])
 def test_slurm_dry_run_gives_every_train_job_a_gpu(name: str, tmp_path: Path) -> None:
     config = ROOT / "config" / name
     resources = _train_resources(config, tmp_path)

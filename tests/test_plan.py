@@ -23,6 +23,8 @@ from nnmanifold.zoo import specs as zoo
         ({"arch": ["mlp"], "depth": [1], "width": [8]}, "mnist1d"),
         ({"arch": ["cnn"], "depth": [2], "channels": [5], "width": [9]}, "digits"),
         ({"arch": ["cnn"], "depth": [3], "channels": [4], "width": [6]}, "cifar10"),
+        ({"arch": ["resnet"], "blocks": [1], "channels": [4]}, "digits"),
+        ({"arch": ["resnet"], "blocks": [2], "channels": [3]}, "cifar10"),
     ],
 )
 def test_layer_widths_and_parameters_match_the_built_model(space, data):

@@ -18,6 +18,7 @@ import numpy as np
 from nnmanifold.core import jobs
 from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import DataSettings
+from nnmanifold.zoo import layout
 from nnmanifold.zoo import specs as zoo_lib
 
 #: Input shape per row and number of classes of the built-in data sets.
@@ -39,13 +40,12 @@ def input_shape(data: DataSettings) -> tuple[tuple[int, ...], int] | None:
     if data.name in KNOWN_DATA:
         return KNOWN_DATA[data.name]
     try:  # npz: the header of x_train and the (small) labels
-        with zipfile.ZipFile(data.npz_path) as zf:
-            shape = _npy_shape(zf, "x_train.npy")[1:]
+        shape = layout.row_shape(layout.npz_shape(data.npz_path), data.layout, data.npz_path)
         with np.load(data.npz_path) as f:
             n_classes = int(f["y_train"].max()) + 1
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, TypeError):
         return None
-    return ((1, *shape) if len(shape) == 2 else shape), n_classes
+    return shape, n_classes
 
 
 def model_bytes(
@@ -114,6 +114,8 @@ def remove(paths: Iterable[Path]) -> None:
 def _layers(spec: dict[str, Any], shape: tuple[int, ...], n_classes: int) -> tuple[list[int], int]:
     """Each hidden layer's flattened width and the parameter count, as models.Classifier builds
     them (a test checks the two agree)."""
+    if spec["arch"] == "resnet":
+        return _resnet_layers(spec, shape, n_classes)
     widths, params = [], 0
     if spec["arch"] == "cnn":
         channels, size = shape[0], shape[1]
@@ -132,15 +134,22 @@ def _layers(spec: dict[str, Any], shape: tuple[int, ...], n_classes: int) -> tup
     return widths, params + n_in * n_classes + n_classes
 
 
-def _npy_shape(zf: zipfile.ZipFile, name: str) -> tuple[int, ...]:
-    with zf.open(name) as fh:
-        major, _ = np.lib.format.read_magic(fh)
-        read = (
-            np.lib.format.read_array_header_1_0
-            if major == 1
-            else np.lib.format.read_array_header_2_0
-        )
-        return read(fh)[0]
+def _resnet_layers(
+    spec: dict[str, Any], shape: tuple[int, ...], n_classes: int
+) -> tuple[list[int], int]:
+    """``_layers`` of a ResNet (train.resnet): stages recorded pooled, one value per channel."""
+    c = spec["channels"]
+    params = shape[0] * c * 9 + 2 * c  # stem convolution (no bias) and BatchNorm
+    c_in = c
+    for stage in range(3):
+        c_out = c * 2**stage
+        for block in range(spec["blocks"]):
+            first_in = c_in if block == 0 else c_out
+            params += (first_in + c_out) * c_out * 9 + 4 * c_out
+            if first_in != c_out:  # projection shortcut: 1x1 convolution and BatchNorm
+                params += first_in * c_out + 2 * c_out
+        c_in = c_out
+    return [c, 2 * c, 4 * c, 4 * c], params + 4 * c * n_classes + n_classes
 
 
 def _size(n_bytes: float) -> str:

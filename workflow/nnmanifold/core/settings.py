@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nnmanifold.geometry.diffusion import OperatorSettings
+from nnmanifold.zoo.layout import npz_layout
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,16 @@ class DataSettings(Section):
     n_probe: int
     probe_seed: int
     max_train: int | None
+    layout: str = "auto"
     RUN: ClassVar[tuple[str, ...]] = ("data_dir", "download")
+
+    def identity(self) -> dict[str, Any]:
+        """The section's identity; ``layout`` only when set, so configs from before it keep
+        their probe job."""
+        identity = super().identity()
+        if self.layout == "auto":
+            identity.pop("layout")
+        return identity
 
     def training_identity(self) -> dict[str, Any]:
         """What a model is trained on (part of every model id): the probe set aside."""
@@ -69,6 +79,8 @@ class DataSettings(Section):
         }
         if self.name == "npz":
             identity["npz_path"] = self.npz_path
+            if npz_layout(self.npz_path, self.layout) == "nhwc":  # as read today otherwise
+                identity["layout"] = "nhwc"
         return identity
 
     def loader_config(self) -> dict[str, Any]:

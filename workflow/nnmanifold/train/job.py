@@ -163,7 +163,7 @@ def train_job(
         if (finished := _finished(out, probe["hash"])) is not None:
             log.info("model %s: outputs complete for this probe set, kept", spec["model_id"])
             done[spec["model_id"]] = finished
-        elif (out / "checkpoints" / "last.ckpt").is_file():
+        elif (out / "checkpoints" / "last.ckpt").is_file() or _one_model_only(spec):
             done[spec["model_id"]] = train_model(spec, dataset, probe, out, accelerator)
         else:
             shapes.setdefault(zoo.shape_key(spec), []).append(spec)
@@ -173,6 +173,12 @@ def train_job(
         for i in range(0, len(members), size):
             done.update(train_group(members[i : i + size], dataset, probe, dirs, accelerator))
     return [done[s["model_id"]] for s in specs]
+
+
+def _one_model_only(spec: dict[str, Any]) -> bool:
+    """Whether a model trains on the one-model path only: ResNets (BatchNorm) and augmented
+    models, until the group trainer has per-member BatchNorm and augmentation."""
+    return spec["arch"] == "resnet" or "augment" in spec
 
 
 def train_group(

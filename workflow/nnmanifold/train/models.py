@@ -1,4 +1,4 @@
-"""The zoo's architectures (MLP and small CNN) as one LightningModule exposing hidden layers."""
+"""The zoo's architectures (MLP, small CNN, ResNet) as one LightningModule exposing its layers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
+
+from nnmanifold.train import resnet
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 
@@ -23,9 +25,15 @@ class Classifier(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.spec = spec
-        self.blocks = nn.ModuleDict(_blocks(spec, input_shape))
-        self.head = nn.Linear(spec["width"], n_classes)
-        self.drop = nn.Dropout(spec["dropout"])
+        if spec["arch"] == "resnet":  # train/resnet.py: BatchNorm, no width or dropout
+            act = ACTIVATIONS[spec["activation"]]
+            self.blocks = nn.ModuleDict(resnet.blocks(spec, input_shape, act))
+            self.head = nn.Linear(resnet.n_features(spec), n_classes)
+            self.drop = nn.Identity()
+        else:
+            self.blocks = nn.ModuleDict(_blocks(spec, input_shape))
+            self.head = nn.Linear(spec["width"], n_classes)
+            self.drop = nn.Dropout(spec["dropout"])
         self.diverged = False
 
     @property
@@ -33,11 +41,14 @@ class Classifier(pl.LightningModule):
         return list(self.blocks)
 
     def hidden(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every hidden layer's output (flattened per point), in order."""
+        """Every hidden layer's output (flattened per point; a ResNet's 4-D stage outputs
+        averaged over space instead), in order."""
         out = {}
         for name, block in self.blocks.items():
             x = block(x)
-            out[name] = x.flatten(1)
+            out[name] = (
+                x.mean((2, 3)) if x.ndim == 4 and self.spec["arch"] == "resnet" else x.flatten(1)
+            )
             if name.startswith("fc"):
                 x = self.drop(x)
         return out
@@ -49,8 +60,11 @@ class Classifier(pl.LightningModule):
                 x = self.drop(x)
         return self.head(x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int):
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], index: int):
         x, y = batch
+        if self.spec.get("augment", "none") == "standard":
+            generator = resnet.augment_generator(self.spec["seed"], self.current_epoch, index)
+            x = resnet.augment(x, generator)
         loss = nn.functional.cross_entropy(self(x), y)
         if not torch.isfinite(loss):
             self.diverged = True

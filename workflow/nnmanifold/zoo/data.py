@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from nnmanifold.core.errors import UserError
+from nnmanifold.zoo.layout import channels_first, resolve
 
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
@@ -57,7 +58,7 @@ def load_dataset(data: dict[str, Any]) -> Dataset:
     elif name in TORCHVISION:
         ds = _torchvision(name, Path(data["data_dir"]), data["download"])
     elif name == "npz":
-        ds = _npz(Path(data["npz_path"]))
+        ds = _npz(Path(data["npz_path"]), data.get("layout", "auto"))
     else:
         raise DataError(f"unknown data set {name!r}")
     if data.get("max_train"):
@@ -175,7 +176,7 @@ def _torchvision(name: str, root: Path, download: bool) -> Dataset:
     return Dataset(name, *splits)
 
 
-def _npz(path: Path) -> Dataset:
+def _npz(path: Path, layout: str) -> Dataset:
     if not path.is_file():
         raise DataError(f"data.npz_path: no file at {path}")
     with np.load(path, allow_pickle=False) as f:
@@ -192,7 +193,9 @@ def _npz(path: Path) -> Dataset:
             )
         if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
             raise DataError(f"{path}: y_{split} must hold non-negative integer class labels")
-        arrays[f"x_{split}"] = npz_inputs(x, f"{path}: x_{split}")
+        arrays[f"x_{split}"] = npz_inputs(x, f"{path}: x_{split}", layout)
+        if x.ndim == 4:  # x_test is read as x_train is
+            layout = resolve(x.shape, layout, f"{path}: x_{split}")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise DataError(
             f"{path}: x_train rows have shape {arrays['x_train'].shape[1:]} but x_test rows "
@@ -209,12 +212,13 @@ def _npz(path: Path) -> Dataset:
     )
 
 
-def npz_inputs(x: np.ndarray, name: str) -> np.ndarray:
+def npz_inputs(x: np.ndarray, name: str, layout: str = "auto") -> np.ndarray:
     """An ``npz`` input array as float32 model inputs, the way torchvision's images arrive.
 
     Integer arrays are 8-bit pixels (0-255) and are divided by 255; float arrays are taken as
-    given. ``(N, F)`` is a feature vector per row, ``(N, C, H, W)`` an image, and ``(N, H, W)`` a
-    one-channel image (the channel axis is added).
+    given. ``(N, F)`` is a feature vector per row, ``(N, H, W)`` a one-channel image (the channel
+    axis is added), and a rank-4 array an image read channels first or last as ``layout`` says
+    (``zoo.layout.resolve``).
     """
     if np.issubdtype(x.dtype, np.integer):
         low, high = (int(x.min()), int(x.max())) if x.size else (0, 0)
@@ -235,18 +239,21 @@ def npz_inputs(x: np.ndarray, name: str) -> np.ndarray:
         x = x[:, None]
     if x.ndim not in (2, 4):
         raise DataError(
-            f"{name} has shape {x.shape}; use (N, features), (N, H, W) or (N, C, H, W) images"
+            f"{name} has shape {x.shape}; use (N, features), (N, H, W), (N, C, H, W) or "
+            "(N, H, W, C) images"
         )
-    return x
+    return channels_first(x, layout, name)
 
 
 def check_architectures(ds: Dataset, archs: Iterable[str], source: str) -> None:
     """Fail early if the zoo holds an architecture this data set's input shape cannot feed."""
-    if "cnn" in set(archs) and len(ds.input_shape) != 3:
-        raise DataError(
-            f"zoo.space.arch has cnn, which needs images (N, C, H, W) or (N, H, W), but {source} "
-            f"gives inputs of shape {ds.input_shape} per row; drop cnn or use image data"
-        )
+    for arch in ("cnn", "resnet"):
+        if arch in set(archs) and len(ds.input_shape) != 3:
+            raise DataError(
+                f"zoo.space.arch has {arch}, which needs images (N, C, H, W), (N, H, W, C) or "
+                f"(N, H, W), but {source} gives inputs of shape {ds.input_shape} per row; drop "
+                f"{arch} or use image data"
+            )
 
 
 def _stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:

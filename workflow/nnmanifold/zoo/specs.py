@@ -19,11 +19,15 @@ from nnmanifold.core.storage import content_hash
 ARCH_KEYS = {
     "mlp": ("depth", "width", "activation", "dropout"),
     "cnn": ("depth", "channels", "width", "activation", "dropout"),
+    "resnet": ("blocks", "channels", "activation"),
 }
+#: Architectures that take images; ``augment`` applies to them, and enters a spec only when
+#: it is not "none" (so ids from before it stay as they were).
+IMAGE_ARCHS = ("cnn", "resnet")
 TRAIN_KEYS = ("optimizer", "lr", "weight_decay", "momentum", "batch_size", "epochs")
-INT_KEYS = {"depth", "width", "channels", "batch_size", "epochs"}
+INT_KEYS = {"depth", "width", "channels", "batch_size", "epochs", "blocks"}
 #: What describes a configuration (the seed is not a hyperparameter here).
-HYPERPARAMETERS = ("arch", *ARCH_KEYS["cnn"], *TRAIN_KEYS)
+HYPERPARAMETERS = ("arch", *ARCH_KEYS["cnn"], "blocks", "augment", *TRAIN_KEYS)
 #: Columns of the zoo table, in order.
 COLUMNS = ("model_id", "dataset", *HYPERPARAMETERS, "seed", "spec")
 
@@ -68,7 +72,10 @@ def table(specs: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 def layer_names(spec: dict[str, Any]) -> list[str]:
     """The hidden layers a model of this spec records, in order (as ``models.Classifier`` builds
-    them: an MLP has fc1..fc<depth>, a CNN conv1..conv<depth> then fc); torch is not needed."""
+    them: an MLP has fc1..fc<depth>, a CNN conv1..conv<depth> then fc, a ResNet stage1..stage3
+    then penultimate, as ``train.resnet.LAYERS``); torch is not needed."""
+    if spec["arch"] == "resnet":
+        return ["stage1", "stage2", "stage3", "penultimate"]
     if spec["arch"] == "cnn":
         return [*(f"conv{i + 1}" for i in range(spec["depth"])), "fc"]
     return [f"fc{i + 1}" for i in range(spec["depth"])]
@@ -78,14 +85,14 @@ def check_layer(specs: Sequence[dict[str, Any]], layer: str | None) -> None:
     """Stop before training if ``geometry.layer`` names a layer some models will not have."""
     if layer is None:
         return
-    lacking = sorted({(s["arch"], s["depth"]) for s in specs if layer not in layer_names(s)})
+    lacking = sorted({_depth(s) for s in specs if layer not in layer_names(s)})
     if not lacking:
         return
     n = sum(layer not in layer_names(s) for s in specs)
     shared = set.intersection(*(set(layer_names(s)) for s in specs))
     which = "; ".join(
-        f"{arch} of depth {depth} (layers {', '.join(layer_names({'arch': arch, 'depth': depth}))})"
-        for arch, depth in lacking
+        f"{arch} of {key} {value} (layers {', '.join(layer_names({'arch': arch, key: value}))})"
+        for arch, key, value in lacking
     )
     fix = (
         f"set geometry.layer to one every model has ({', '.join(sorted(shared))}), or to null"
@@ -96,6 +103,12 @@ def check_layer(specs: Sequence[dict[str, Any]], layer: str | None) -> None:
         f"config key 'geometry.layer': {n} of {len(specs)} models have no layer {layer!r}: "
         f"{which}. Fix: {fix} (each model's penultimate layer)"
     )
+
+
+def _depth(spec: dict[str, Any]) -> tuple[str, str, int]:
+    """(architecture, the key that sets its layers, its value): depth, or a ResNet's blocks."""
+    key = "blocks" if spec["arch"] == "resnet" else "depth"
+    return spec["arch"], key, spec[key]
 
 
 #: What the models of one vectorised training group share (seed, lr, momentum, weight decay,
@@ -110,6 +123,7 @@ BATCH_PATTERN = "(?:r[0-9]+)?b[01]{0,64}"
 def shape_key(spec: dict[str, Any]) -> str:
     """What a spec must share with the other members of its training group, as a string."""
     shape = {k: spec.get(k) for k in SHAPE_KEYS}
+    shape.update({k: spec[k] for k in ("blocks", "augment") if k in spec})  # only where used
     return json.dumps({**shape, "data": spec["data"]}, sort_keys=True)
 
 
@@ -162,6 +176,8 @@ def _bits(model_id: str) -> str:
 
 def _canonical(hp: dict[str, Any], seed: int, config: dict[str, Any]) -> dict[str, Any]:
     used = {k: hp[k] for k in (*ARCH_KEYS[hp["arch"]], *TRAIN_KEYS)}
+    if hp["arch"] in IMAGE_ARCHS and hp.get("augment", "none") != "none":
+        used["augment"] = hp["augment"]
     if used["optimizer"] != "sgd":
         used.pop("momentum")
     for key in used:
