@@ -140,7 +140,7 @@ def place(graph: MapGraph, d: np.ndarray, n_nearest: int = 5) -> Placement:
         )
     P = transition_rows(kernel_rows(d, graph.bandwidths, graph.knn, graph.decay))
     if graph.clusters is None:
-        coords = _stress_position(graph, P)
+        coords = stress_position(graph, new_potentials(graph, P), P @ graph.node_coords)
     else:
         coords = _to_landmarks(P, np.asarray(graph.clusters)) @ graph.node_coords
     order = np.argsort(d, axis=1, kind="stable")[:, :n_nearest]
@@ -169,14 +169,15 @@ def new_potentials(graph: MapGraph, P: np.ndarray) -> np.ndarray:
     return -np.log(rows + POTENTIAL_EPS)
 
 
-def _stress_position(graph: MapGraph, P: np.ndarray) -> np.ndarray:
-    """Minimise sum_j (||y - Y_j|| - s * ||pot - pot_j||)^2 per new network, Y fixed, by the
-    SMACOF (Guttman) update for one free point, from the transition-weighted mean."""
+def stress_position(graph: MapGraph, potentials: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Minimise sum_j (||y - Y_j|| - s * ||pot - pot_j||)^2 per new network (potential rows
+    (m, N)), the map's coordinates Y fixed, by the SMACOF (Guttman) update for one free point
+    from ``start`` (m, 2): the map's own stress, which SMACOF minimised to draw it."""
     from scipy.spatial.distance import cdist
 
     Y = graph.node_coords
-    target = graph.scale * cdist(new_potentials(graph, P), graph.potentials)
-    y = P @ Y
+    target = graph.scale * cdist(potentials, graph.potentials)
+    y = np.array(start, dtype=np.float64)
     size = np.ptp(Y, axis=0).max()
     for _ in range(MAX_ITERATIONS):
         diff = y[:, None, :] - Y[None, :, :]
