@@ -207,3 +207,20 @@ def plotted(values: list | dict) -> list[float]:
 
         return np.frombuffer(base64.b64decode(values["bdata"]), values["dtype"]).tolist()
     return list(values)
+
+
+def test_on_a_landmark_map_networks_are_placed_through_the_landmarks(fitted_map, monkeypatch):
+    import phate
+
+    D, _, _ = fitted_map
+    monkeypatch.setattr(placement, "N_LANDMARK", 12)
+    Y = phate.PHATE(
+        knn_dist="precomputed_distance", knn=KNN, decay=DECAY, n_landmark=12,
+        mds_solver="smacof", random_state=SEED, verbose=0,
+    ).fit_transform(D)  # fmt: skip
+    graph = placement.map_graph(D, Y, KNN, DECAY, SEED)
+    assert graph.clusters is not None and len(graph.node_coords) == 12
+    # the map is each network's transitions onto the landmarks times their coordinates
+    result = placement.place(graph, D[[4, 25]])
+    error = np.linalg.norm(result.coords - Y[[4, 25]], axis=1)
+    assert error.max() < 0.02 * np.ptp(Y, axis=0).max(), error  # plain interpolation: 4-7 %
