@@ -17,6 +17,7 @@ the transition-weighted average of landmark coordinates; a new network is placed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -116,8 +117,11 @@ def map_graph(D: np.ndarray, Y: np.ndarray, knn: int, decay: float, seed: int) -
     common = {"bandwidths": bw, "knn": k, "decay": decay, "support_radius": float(bw.max())}
     Y = np.asarray(Y, dtype=np.float64)
     if len(op.diff_op) < len(D):  # landmarks: the map is transitions @ landmark coordinates
-        landmark_coords = np.linalg.lstsq(np.asarray(op.graph.transitions), Y, rcond=None)[0]
-        return MapGraph(**common, node_coords=landmark_coords, clusters=op.graph.clusters)
+        return MapGraph(
+            **common,
+            node_coords=_landmark_coords(op.graph.transitions, Y),
+            clusters=np.asarray(op.graph.clusters),
+        )
     potentials = op.diff_potential
     dp, dy = pdist(potentials), pdist(Y)
     return MapGraph(
@@ -128,6 +132,16 @@ def map_graph(D: np.ndarray, Y: np.ndarray, knn: int, decay: float, seed: int) -
         potentials=potentials,
         scale=float(dp @ dy / (dp @ dp)),
     )
+
+
+def _landmark_coords(transitions: Any, Y: np.ndarray) -> np.ndarray:
+    """Landmark coordinates Y_L with Y = T Y_L (T: networks to landmarks, sparse: each network
+    steps to few landmarks), by least squares through the normal equations."""
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+
+    T = sparse.csr_matrix(transitions)
+    return np.asarray(spsolve((T.T @ T).tocsc(), T.T @ Y)).reshape(T.shape[1], -1)
 
 
 def place(graph: MapGraph, d: np.ndarray, n_nearest: int = 5) -> Placement:
