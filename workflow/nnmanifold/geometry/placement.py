@@ -120,7 +120,8 @@ def map_graph(D: np.ndarray, Y: np.ndarray, knn: int, decay: float, seed: int) -
         return MapGraph(
             **common,
             node_coords=_landmark_coords(op.graph.transitions, Y),
-            clusters=np.asarray(op.graph.clusters),
+            # landmarks are the clusters in sorted order (graphtools skips empty ones)
+            clusters=np.unique(op.graph.clusters, return_inverse=True)[1],
         )
     potentials = op.diff_potential
     dp, dy = pdist(potentials), pdist(Y)
