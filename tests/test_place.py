@@ -12,6 +12,7 @@ import pytest
 from sklearn.datasets import load_digits
 from test_interactive import page_json
 
+from nnmanifold import cli
 from nnmanifold.core import storage
 from nnmanifold.core.errors import UserError
 from nnmanifold.core.paths import Layout
@@ -149,12 +150,19 @@ def geometry() -> GeometrySettings:
     )
 
 
-def test_place_step_writes_placed_csv_and_leaves_the_map_byte_identical(tmp_path: Path):
+def test_place_command_writes_placed_csv_and_leaves_the_map_byte_identical(tmp_path: Path):
     reps = representations(26, seed=1)
     layout, place_manifests = write_results(tmp_path, reps, 24)
     before = {p: p.read_bytes() for p in (layout.embedding, layout.distances)}
-    settings = EmbeddingSettings(n_components=2, knn=KNN, decay=DECAY, seed=SEED)
-    place_steps.place(layout, [layout.train_manifest("b0")], place_manifests, geometry(), settings)
+    cli.main(
+        [
+            "place", "--results", str(tmp_path), "--memory-budget-mb", "64", "--device", "cpu",
+            "--geometry", json.dumps({"layer": None, "normalization": "l2", "sigma": 0.5, "t": 1}),
+            "--embedding", json.dumps({"decay": DECAY, "knn": KNN, "n_components": 2, "seed": 0}),
+            "--map-manifests", str(layout.train_manifest("b0")),
+            "--place-manifests", *map(str, place_manifests),
+        ]
+    )  # fmt: skip
     assert {p: p.read_bytes() for p in before} == before
     table = pd.read_csv(layout.placed)
     assert list(table["model_id"]) == ["net24", "net25"]
