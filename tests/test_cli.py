@@ -12,7 +12,17 @@ def _cli(*args, cwd=None):
 
 def test_help_lists_every_step():
     out = _cli("--help").stdout
-    for step in ("zoo", "probe", "train", "features", "distances", "embed", "stats", "figures"):
+    for step in (
+        "zoo",
+        "probe",
+        "train",
+        "features",
+        "distances",
+        "embed",
+        "stats",
+        "figures",
+        "place",
+    ):
         assert step in out
 
 

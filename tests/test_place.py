@@ -108,10 +108,11 @@ def test_a_far_network_is_out_of_support_and_a_near_one_is_not(fitted_map):
     assert list(placement.place(graph, np.vstack([near, far])).out_of_support) == [False, True]
 
 
-def test_distances_to_the_map_equal_the_map_matrix_rows(fitted_map):
+@pytest.mark.parametrize("budget", [2**26, 200_000])  # operators resident; in row blocks
+def test_distances_to_the_map_equal_the_map_matrix_rows(fitted_map, budget):
     D, _, reps = fitted_map
     block = cross_distances(
-        reps[:4], reps, OperatorSettings(), memory_budget_bytes=2**26, device="cpu"
+        reps[:4], reps, OperatorSettings(), memory_budget_bytes=budget, device="cpu"
     )
     np.testing.assert_allclose(block, D[:4], atol=1e-9 * D.max())
 
