@@ -1,22 +1,5 @@
 # New networks placed on the finished map without refitting it (issue 22): geometry/placed.csv,
 # and the interactive map redrawn with them marked. embedding.csv is read, never rewritten.
-if "place_manifests" not in globals():
-
-    # Stand-in until common.smk defines it with the `place` config section: nothing to place.
-    def place_manifests():
-        return []
-
-
-def placed_map():
-    """What `snakemake place` builds; refused, with the fix, when nothing is to be placed."""
-    if not place_manifests():
-        raise ValueError(
-            "nothing to place: list the networks under the config's `place` section "
-            "(config/README.md), then run `snakemake place`"
-        )
-    return [P.placed, P.interactive_map]
-
-
 rule place_networks:
     input:
         distances=P.distances,
