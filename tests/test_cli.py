@@ -12,17 +12,7 @@ def _cli(*args, cwd=None):
 
 def test_help_lists_every_step():
     out = _cli("--help").stdout
-    for step in (
-        "zoo",
-        "probe",
-        "train",
-        "features",
-        "distances",
-        "embed",
-        "stats",
-        "figures",
-        "place",
-    ):
+    for step in ("zoo", "probe", "train", "features", "distances", "embed", "stats", "figures"):
         assert step in out
 
 
