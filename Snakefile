@@ -31,6 +31,7 @@ include: "workflow/rules/stats.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/sensitivity.smk"
 include: "workflow/rules/search.smk"
+include: "workflow/rules/place.smk"
 
 
 onsuccess:

@@ -30,6 +30,7 @@ from nnmanifold.core.settings import (
 from nnmanifold.steps import features as features_steps
 from nnmanifold.steps import figures as figures_steps
 from nnmanifold.steps import geometry as geometry_steps
+from nnmanifold.steps import place as place_steps
 from nnmanifold.steps import search as search_steps
 from nnmanifold.steps import sensitivity as sensitivity_steps
 from nnmanifold.steps import stats as stats_steps
@@ -195,6 +196,23 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
         },
         lambda a: geometry_steps.embed(
             Layout(a.results), a.batches, EmbeddingSettings.parse(a.embedding), a.distance
+        ),
+    ),
+    "place": (
+        place_steps.place.__doc__,
+        {
+            **_RESULTS,
+            **_GEOMETRY,
+            "--map-manifests": {"type": Path, "nargs": "+", "required": True, "help": "the map's"},
+            "--place-manifests": {"type": Path, "nargs": "+", "required": True, "help": "placed"},
+            "--embedding": {"required": True, "help": "the embedding section (JSON)"},
+        },
+        lambda a: place_steps.place(
+            Layout(a.results),
+            a.map_manifests,
+            a.place_manifests,
+            _geometry(a),
+            EmbeddingSettings.parse(a.embedding),
         ),
     ),
     "baseline": (

@@ -184,3 +184,20 @@ SEARCH_RUN = " ".join(
 
 for line in jobs.size_warnings(P, BATCHES):
     logger.warning(line)
+
+
+if "place_manifests" not in globals():
+
+    # Stand-in (remove when the `place` config section defines it above): nothing to place.
+    def place_manifests():
+        return []
+
+
+def placed_map():
+    """What `snakemake place` builds; refused, with the fix, when nothing is to be placed."""
+    if not place_manifests():
+        raise ValueError(
+            "nothing to place: list the networks under the config's `place` section "
+            "(config/README.md), then run `snakemake place`"
+        )
+    return [P.placed, P.interactive_map]

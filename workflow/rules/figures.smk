@@ -31,6 +31,7 @@ rule interactive_map:
         embedding=P.embedding,
         topology_map=P.wasserstein_embedding,
         excluded=P.excluded,
+        placed=lambda wildcards: [P.placed] if place_manifests() else [],
     output:
         report(
             P.interactive_map, caption="../report/interactive_map.rst", category="Map"

@@ -109,6 +109,11 @@ class Layout:
         return self.root / "geometry" / "embedding.csv"
 
     @property
+    def placed(self) -> Path:
+        """Networks placed on the finished map without refitting it (``snakemake place``)."""
+        return self.root / "geometry" / "placed.csv"
+
+    @property
     def wasserstein(self) -> Path:
         return self.root / "geometry" / "wasserstein.h5"
 

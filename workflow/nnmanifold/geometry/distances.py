@@ -246,10 +246,17 @@ class _Plan:
     batch: int
 
 
-def plan_blocks(n_models: int, n_points: int, settings: OperatorSettings, budget: int) -> _Plan:
+def plan_blocks(
+    n_models: int,
+    n_points: int,
+    settings: OperatorSettings,
+    budget: int,
+    result_entries: int | None = None,
+) -> _Plan:
     """Largest row block whose rows of every operator fit 3/4 of what the budget leaves after
-    four N x N matrices; the rest holds the temporaries of the networks built at once."""
-    avail = budget - 4 * 8 * n_models**2
+    four result matrices (N x N unless ``result_entries`` says how many entries each holds);
+    the rest holds the temporaries of the networks built at once."""
+    avail = budget - 4 * 8 * (n_models**2 if result_entries is None else result_entries)
     per_row = 8 * n_models * n_points
     whole = settings.t > 1 or "median" in (settings.sigma, settings.normalization)
     # one network's temporaries: its whole operators, or a copy of the rows it builds
@@ -259,7 +266,7 @@ def plan_blocks(n_models: int, n_points: int, settings: OperatorSettings, budget
         minimum = budget - avail + max(-(-4 * per_row // 3), per_row + spare + unit)
         raise ValueError(
             f"memory_budget_bytes={budget} cannot hold one row of {n_models} operators of "
-            f"{n_points} points and the {n_models}x{n_models} result; raise it to at least "
+            f"{n_points} points and the result matrices; raise it to at least "
             f"{minimum}"
         )
     batch = (avail - rows * per_row) // (spare + unit * rows)
@@ -314,6 +321,50 @@ def _fill_new_rows(
     D[:, first:] = D[first:].T
     n_new = N - first
     return n_new * first + n_new * (n_new - 1) // 2, sums.cpu().numpy()
+
+
+def cross_distances(
+    new: list[np.ndarray],
+    reference: list[np.ndarray],
+    settings: OperatorSettings,
+    *,
+    memory_budget_bytes: int,
+    device: str = "auto",
+) -> np.ndarray:
+    """Distances (m, N) from m new representations to N reference ones (a map's networks),
+    without the N x N block: operators are built in row blocks as in :func:`distance_matrix`,
+    centred on the new networks' mean, and only the m x N Gram block is accumulated."""
+    import torch
+
+    m, N = len(new), len(reference)
+    dev = torch.device(_resolve_device(device))
+    Y = _stack([centred(X, settings.normalization) for X in [*new, *reference]])
+    n = Y.shape[1]
+    budget = memory_budget_bytes
+    if dev.type == "cuda":
+        budget = min(budget, int(0.9 * torch.cuda.mem_get_info()[0]) - Y.nbytes)
+    plan = plan_blocks(m + N, n, settings, budget, result_entries=m * (m + N))
+    reps = _Representations(torch.from_numpy(Y).to(dev), settings, plan.batch)
+    buffer = torch.empty((m + N) * plan.rows * n, dtype=torch.float64, device=dev)
+    G = torch.zeros((m, N), dtype=torch.float64, device=dev)
+    sq = torch.zeros(m + N, dtype=torch.float64, device=dev)
+    blocks = list(_blocks(0, n, plan.rows))
+    for start, stop in blocks:
+        C = reps.rows(slice(None), start, stop, buffer)
+        C -= C[:m].mean(dim=0)
+        for lo, hi in _blocks(0, m + N, plan.batch):
+            sq[lo:hi] += torch.einsum("ij,ij->i", C[lo:hi], C[lo:hi])
+        for lo, hi in _blocks(m, m + N, plan.batch):
+            G[:, lo - m : hi - m].addmm_(C[:m], C[lo:hi].T)
+    sq_host = sq.cpu().numpy()
+    D2, (rows, cols) = _gram_identity(G.cpu().numpy(), sq_host[:m], sq_host[m:], None)
+    if len(rows):
+        pairs = torch.as_tensor(np.stack([rows, cols + m], axis=1), device=dev)
+        if len(blocks) == 1:
+            D2[rows, cols] = _direct(C, pairs, plan.batch)
+        else:
+            D2[rows, cols] = _direct_streamed(reps, pairs, blocks, buffer)
+    return _distances(D2, None)
 
 
 class _Representations:

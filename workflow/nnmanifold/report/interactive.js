@@ -79,6 +79,8 @@ document.getElementById('nnm-which').addEventListener('change', e => {
   current.map = e.target.value;
   const m = D.maps[current.map];
   Plotly.update(gd, {x: [m.x], y: [m.y]}, {'xaxis.autorange': true, 'yaxis.autorange': true}, [0]);
+  // placed networks exist on the diffusion map only
+  if (gd.data.length > 2) Plotly.restyle(gd, {visible: current.map === 'phate'}, [2]);
   if (current.selected >= 0) show(m.x[current.selected] !== null ? current.selected : -1);
 });
 document.getElementById('nnm-neighbours').addEventListener('click', e => {

@@ -4,7 +4,8 @@ One WebGL point per network; hovering shows its id, accuracy, status, hyperparam
 features; a selector colours the points by any of them and another switches between the diffusion
 (PHATE) map and the H1 Wasserstein map; clicking a network shows where its files are and its
 nearest networks on the current map, with the hyperparameters in which they differ. Excluded
-models are listed beside the map.
+models are listed beside the map; networks placed on the finished map (``geometry/placed.csv``)
+are drawn on the diffusion map as crosses.
 
 :func:`map_html` builds the page from tables (no file reading); :func:`write` writes it.
 """
@@ -74,6 +75,7 @@ def map_html(
     excluded: pd.DataFrame,
     results_label: str = "results",
     title: str = "nnmanifold: the map of networks",
+    placed: pd.DataFrame | None = None,
 ) -> str:
     """The interactive map page as one HTML string.
 
@@ -81,7 +83,7 @@ def map_html(
     coordinates are left off the map), ``topology`` is ``geometry/wasserstein_embedding.csv``
     (only its coordinates are used) or None, ``excluded`` is ``geometry/excluded.csv``;
     ``results_label`` is the results folder as the reader knows it (files are shown as
-    ``<results_label>/models/<id>/``).
+    ``<results_label>/models/<id>/``); ``placed`` is ``geometry/placed.csv`` or None.
     """
     import plotly.graph_objects as go
     from plotly.offline import get_plotlyjs
@@ -150,6 +152,7 @@ def map_html(
                 marker={"size": 15, "color": "rgba(0,0,0,0)", "line": {"width": 2}},
                 name="selection",
             ),
+            *_placed_trace(placed),
         ],
         layout={
             "template": "simple_white",
@@ -170,6 +173,7 @@ def map_html(
         results=html.escape(results_label),
         summary=html.escape(
             f"{len(table)} networks on the map, {len(excluded)} excluded from the geometry"
+            + (f", {len(placed)} placed on it (crosses)" if placed is not None else "")
         ),
         colour_options=_options(page_data["colours"], page_data["initial"]),
         map_options=_options({name: None for name in coords}, "phate", _MAPS),
@@ -179,6 +183,28 @@ def map_html(
         data=_script_json(json.dumps(page_data, allow_nan=False)),
         script=(_HERE / "interactive.js").read_text(encoding="utf-8"),
     )
+
+
+def _placed_trace(placed: pd.DataFrame | None) -> list[Any]:
+    """The placed networks as crosses, hover naming each, its nearest map network and whether it
+    lies outside the map's support (none without a placed table)."""
+    import plotly.graph_objects as go
+
+    if placed is None:
+        return []
+    _require(placed, ["model_id", *PHATE_AXES, "nearest_1", "out_of_support"], "placed table")
+    return [
+        go.Scattergl(
+            x=placed[PHATE_AXES[0]],
+            y=placed[PHATE_AXES[1]],
+            mode="markers",
+            marker={"symbol": "x", "size": 11, "color": "#d62728"},
+            customdata=placed[["model_id", "nearest_1", "out_of_support"]].astype(str).to_numpy(),
+            hovertemplate="<b>placed: %{customdata[0]}</b><br>nearest: %{customdata[1]}"
+            "<br>out of support: %{customdata[2]}<extra></extra>",
+            name="placed",
+        )
+    ]
 
 
 def write(path: str | os.PathLike, page: str) -> None:

@@ -63,7 +63,8 @@ def figures(layout: Layout, baselines: Sequence[str] = ()) -> None:
 
 
 def interactive_map(layout: Layout) -> None:
-    """The interactive map (one offline HTML page): hover, colour by anything, nearest networks."""
+    """The interactive map (one offline HTML page): hover, colour by anything, nearest networks;
+    networks placed on it (geometry/placed.csv), if any, marked."""
     from nnmanifold.report import interactive
 
     page = interactive.map_html(
@@ -71,5 +72,6 @@ def interactive_map(layout: Layout) -> None:
         pd.read_csv(layout.wasserstein_embedding),
         pd.read_csv(layout.excluded),
         results_label=str(layout.root),
+        placed=pd.read_csv(layout.placed) if layout.placed.exists() else None,
     )
     interactive.write(layout.interactive_map, page)
