@@ -61,9 +61,11 @@ rule wasserstein:
         **zoo_resources(2, 2000, 10, 100),
     params:
         batches=list(BATCHES),
+        wasserstein=S.wasserstein.identity_json(),
     shell:
         step("wasserstein")
-        + " --batches {params.batches:q} --threads {threads} > {log:q} 2>&1"
+        + " --batches {params.batches:q} --wasserstein {params.wasserstein:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule wasserstein_embedding:

@@ -132,6 +132,11 @@ class Layout:
     def distance_cache(self) -> Path:
         return self.root / "cache" / "distances.h5"
 
+    @property
+    def wasserstein_cache(self) -> Path:
+        """Wasserstein rows with each model's diagrams-file digest (reused when unchanged)."""
+        return self.root / "cache" / "wasserstein.h5"
+
     # search (results/search/<name>/)
     def search_benchmark(self, what: str) -> Path:
         """``search_benchmark/<what>``: ``table.csv`` and ``curves.png`` (its own target)."""

@@ -122,6 +122,13 @@ class BaselineSettings(Section):
 
 
 @dataclass(frozen=True)
+class WassersteinSettings(Section):
+    """The Wasserstein map: exact up to ``max_networks`` models, a stable subset beyond."""
+
+    max_networks: int
+
+
+@dataclass(frozen=True)
 class EmbeddingSettings(Section):
     n_components: int
     knn: int
@@ -200,6 +207,7 @@ class Settings:
     train: TrainSettings
     geometry: GeometrySettings
     baselines: BaselineSettings
+    wasserstein: WassersteinSettings
     embedding: EmbeddingSettings
     features: FeatureSettings
     stats: StatsSettings
@@ -217,6 +225,7 @@ class Settings:
             train=TrainSettings.of(config["train"]),
             geometry=GeometrySettings.of(config["geometry"]),
             baselines=BaselineSettings.of(config["baselines"]),
+            wasserstein=WassersteinSettings.of(config["wasserstein"]),
             embedding=EmbeddingSettings.of(config["embedding"]),
             features=FeatureSettings.of(config["features"]),
             stats=StatsSettings.of(config["stats"]),
