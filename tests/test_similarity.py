@@ -193,3 +193,24 @@ def test_agrees_with_rsatoolbox() -> None:
     procrustes = distance_matrix(reps, "procrustes", "none", BUDGET).distances
     # rsatoolbox sums square roots of eigenvalues of A^1/2 B A^1/2: accurate to ~sqrt(eps).
     assert np.abs(procrustes[upper] ** 2 - (2 - 2 * bures[upper])).max() <= 1e-6
+
+
+def test_average_ranks_are_scipys_rankdata_with_ties() -> None:
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(4)
+    for values in (rng.integers(0, 5, 40).astype(float), rng.normal(size=33), np.zeros(7)):
+        assert np.array_equal(similarity.average_ranks(values), rankdata(values))
+
+
+def test_blocks_by_width_agree_with_the_slow_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blocks of two or three networks in order of width, each padded to its own widest.
+    monkeypatch.setattr(similarity, "TILE_BLOCK", 3)
+    reps = zoo(widths=(3, 16, 5, 9, 2, 12, 7, 4))
+    D = distance_matrix(reps, "procrustes", "l2", BUDGET).distances
+    assert np.abs(D - slow_matrix(reps, "procrustes", "l2")).max() <= 1e-10
+    monkeypatch.setattr(similarity, "TILE_BLOCK", 2)
+    rng = np.random.default_rng(5)
+    narrow = [rng.normal(size=(40, w)) for w in (2, 5, 4, 3, 1)]  # the CKA cross-product route
+    D = distance_matrix(narrow, "cka", "l2", BUDGET).distances
+    assert np.abs(D - slow_matrix(narrow, "cka", "l2")).max() <= 1e-10

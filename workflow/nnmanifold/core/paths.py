@@ -178,6 +178,11 @@ class Layout:
     def log(self, step: str, batch: str | None = None) -> Path:
         return self.root / "logs" / (f"{step}/{batch}.log" if batch else f"{step}.log")
 
+    def benchmark(self, step: str, batch: str | None = None) -> Path:
+        """A job's Snakemake benchmark (wall and CPU seconds to the millisecond, peak memory),
+        named as its log is."""
+        return self.root / "benchmarks" / (f"{step}/{batch}.tsv" if batch else f"{step}.tsv")
+
     @property
     def report(self) -> Path:
         return self.root / "report.html"

@@ -41,8 +41,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial.distance import pdist
-from scipy.stats import rankdata
 
 from nnmanifold.geometry.diffusion import normalize
 from nnmanifold.geometry.distances import RECOMPUTE_RATIO, _blocks
@@ -55,6 +53,9 @@ KINDS = ("cka", "rsa", "procrustes")
 PROCRUSTES_MAX_NETWORKS = 500
 
 _BYTES = 8
+#: Most networks in one block of cross products: blocks of networks of similar width (they are
+#: sorted by width) keep each tile near its own size, not the zoo's widest.
+TILE_BLOCK = 16
 
 
 @dataclass(frozen=True)
@@ -155,18 +156,33 @@ def _constant(indices: Sequence[int]) -> None:
 
 def _rank_gram(reps: list[np.ndarray], normalization: str, budget: int) -> np.ndarray:
     """Spearman correlations of the RDM upper triangles, as a blocked Gram of rank vectors."""
+    from scipy.spatial.distance import pdist  # here: CKA and Procrustes jobs need no scipy
+
     n = reps[0].shape[0]
 
     def ranks(X: np.ndarray) -> np.ndarray:
         # Direct differences (pdist), not the Gram identity: duplicate probe points (e.g. all
         # units dead) must tie exactly, and ranks are sensitive to ties.
-        r = rankdata(pdist(normalize(X, normalization)))
+        r = average_ranks(pdist(normalize(X, normalization)))
         r -= r.mean()
         norm = np.linalg.norm(r)
         return r / norm if norm > 0 else r
 
     _constant([i for i, X in enumerate(reps) if not np.ptp(normalize(X, normalization), 0).any()])
     return _row_gram(reps, ranks, n * (n - 1) // 2, budget, transient=3 * n * n)
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..m of ``values``, ties sharing their mean rank: ``scipy.stats.rankdata`` (its
+    default), without the second of import that scipy.stats costs each job."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]
+    starts = np.r_[np.nonzero(first)[0], len(values)]
+    group = np.cumsum(first) - 1
+    ranks = np.empty(len(values))
+    ranks[order] = 0.5 * (starts[group] + starts[group + 1] + 1)
+    return ranks
 
 
 def _cka(reduced: list[np.ndarray], budget: int) -> np.ndarray:
@@ -216,13 +232,18 @@ def _tile_blocks(
     budget: int,
     reduce: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
 ) -> np.ndarray:
-    """Apply ``reduce(tiles, A, B)`` to the cross products A_i^T B_j of two blocks, blockwise.
+    """Apply ``reduce(tiles, A, B)`` to the cross products A_i^T B_j of two blocks, blockwise;
+    the result is symmetric (from the tiles on and above the diagonal).
 
-    Each block is (b, n, w): the representations zero-padded to the widest w (padding changes
-    neither Frobenius nor nuclear norms); ``tiles`` is (a, b, w, w).
+    Networks are taken in order of width, at most :data:`TILE_BLOCK` to a block, and each block
+    is (b, n, w): its representations zero-padded to its widest w (padding changes neither
+    Frobenius nor nuclear norms), so a narrow network is not padded to the zoo's widest;
+    ``tiles`` is (a, b, w_a, w_b).
     """
     N, n = len(reduced), reduced[0].shape[0]
-    w = max(1, max(X.shape[1] for X in reduced))
+    order = np.argsort([X.shape[1] for X in reduced], kind="stable")
+    ordered = [reduced[k] for k in order]
+    w = max(1, ordered[-1].shape[1])
     fixed = 2 * N * N * _BYTES
     # Two padded blocks, and the tiles three times (GEMM output, transposed copy, SVD work).
     quad, lin = 3 * w * w * _BYTES, 2 * n * w * _BYTES
@@ -231,18 +252,21 @@ def _tile_blocks(
     _check_rows(min(N, rows), budget, fixed + quad + lin)
 
     def features(lo: int, hi: int) -> np.ndarray:
-        block = np.zeros((hi - lo, n, w))
-        for row, X in zip(block, reduced[lo:hi], strict=True):
+        block = np.zeros((hi - lo, n, max(1, ordered[hi - 1].shape[1])))
+        for row, X in zip(block, ordered[lo:hi], strict=True):
             row[:, : X.shape[1]] = X
         return block
 
     def pairwise(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-        a, b = len(A), len(B)
-        flat = A.transpose(0, 2, 1).reshape(a * w, n) @ B.transpose(1, 0, 2).reshape(n, b * w)
-        tiles = np.ascontiguousarray(flat.reshape(a, w, b, w).transpose(0, 2, 1, 3))
+        (a, _, wa), (b, _, wb) = A.shape, B.shape
+        flat = A.transpose(0, 2, 1).reshape(a * wa, n) @ B.transpose(1, 0, 2).reshape(n, b * wb)
+        tiles = np.ascontiguousarray(flat.reshape(a, wa, b, wb).transpose(0, 2, 1, 3))
         return reduce(tiles, A, B)
 
-    return _blockwise(N, min(N, rows), features, pairwise)
+    upper = _blockwise(N, min(N, rows, TILE_BLOCK), features, pairwise)
+    symmetric = np.triu(upper) + np.triu(upper, k=1).T
+    back = np.argsort(order)
+    return symmetric[np.ix_(back, back)]
 
 
 def _procrustes(reduced: list[np.ndarray], budget: int) -> np.ndarray:
