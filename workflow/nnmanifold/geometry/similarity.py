@@ -84,24 +84,9 @@ def distance_matrix(
     features each time it is paired.
     ``max_networks`` and ``seed`` apply to Procrustes only (see the module docstring).
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind={kind!r} is not one of {', '.join(KINDS)}")
-    if max_networks < 2:
-        raise ValueError(f"max_networks={max_networks} must be at least 2 (default 500)")
+    networks = networks_compared(len(reps), kind, max_networks, seed)
     reps = _check_reps(reps)
-    networks = np.arange(len(reps))
-    if kind == "procrustes" and len(reps) > max_networks:
-        rng = np.random.default_rng(seed)
-        networks = np.sort(rng.choice(len(reps), size=max_networks, replace=False))
-        log.warning(
-            "Procrustes on %d of %d networks (max_networks=%d, seed=%d); raise max_networks "
-            "for all of them (cost grows as N^2 SVDs)",
-            max_networks,
-            len(reps),
-            max_networks,
-            seed,
-        )
-        reps = [reps[i] for i in networks]
+    reps = [reps[i] for i in networks]
     if kind == "rsa":
         D = 1.0 - _rank_gram(reps, normalization, memory_budget_bytes)
     else:
@@ -112,6 +97,29 @@ def distance_matrix(
             D = 1.0 - _cka(reduced, memory_budget_bytes)
     D = np.triu(np.maximum(D, 0.0), k=1)
     return SimilarityResult(D + D.T, networks)
+
+
+def networks_compared(
+    n: int, kind: str, max_networks: int = PROCRUSTES_MAX_NETWORKS, seed: int = 0
+) -> np.ndarray:
+    """Indices (ascending) of the networks of ``n`` that :func:`distance_matrix` compares: all,
+    or for Procrustes above ``max_networks`` a seeded random subset of that many (a caller
+    may read only those)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is not one of {', '.join(KINDS)}")
+    if max_networks < 2:
+        raise ValueError(f"max_networks={max_networks} must be at least 2 (default 500)")
+    if kind != "procrustes" or n <= max_networks:
+        return np.arange(n)
+    log.warning(
+        "Procrustes on %d of %d networks (max_networks=%d, seed=%d); raise max_networks "
+        "for all of them (cost grows as N^2 SVDs)",
+        max_networks,
+        n,
+        max_networks,
+        seed,
+    )
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_networks, replace=False))
 
 
 def _check_reps(reps: Sequence[np.ndarray]) -> list[np.ndarray]:

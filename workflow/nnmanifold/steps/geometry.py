@@ -66,9 +66,10 @@ def baseline(
 
     probe = storage.read_probe(layout.probe)
     ok = _ok_models(layout, batches, record_excluded=False)
+    compared = [ok[i] for i in similarity.networks_compared(len(ok), kind, settings.max_networks)]
     reps = [
         storage.read_activations(layout.activations(m), geometry.layer, probe["hash"])[0]
-        for m in ok
+        for m in compared
     ]
     result = similarity.distance_matrix(
         reps,
@@ -77,7 +78,7 @@ def baseline(
         geometry.memory_budget_mb * 2**20,
         max_networks=settings.max_networks,
     )
-    ids = [ok[i] for i in result.networks]
+    ids = [compared[i] for i in result.networks]
     attrs = {
         "kind": kind,
         "normalization": geometry.normalization,
