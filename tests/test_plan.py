@@ -73,3 +73,32 @@ def test_zoo_level_resources_grow_with_the_zoo():
     assert small == {"mem_mb": 1000, "runtime": 10}
     assert large["mem_mb"] == 1000 + int(4 * 8 * 10_000**2 / 2**20)  # four 763 MB matrices
     assert large["runtime"] == 10 + int(10_000**2 * 100 / 60e6)  # 1e8 pairs at 100 us
+
+
+def test_unset_models_per_job_is_the_zoo_per_core_rounded_up_to_a_power_of_two():
+    assert plan.models_per_job(12, 1000, 2) == (12, "train.models_per_job = 12")
+    size, why = plan.models_per_job(None, 1000, 2)
+    assert size == 512 and "1000 models / 2 cores = 500 a core" in why
+    assert plan.models_per_job(None, 1000, 16)[0] == 64
+    assert plan.models_per_job(None, 3, 2)[0] == plan.AUTO_MODELS_PER_JOB[0]
+    assert plan.models_per_job(None, 10**6, 4)[0] == plan.AUTO_MODELS_PER_JOB[1]
+    assert plan.models_per_job(None, 100, None)[0] == 128  # cores unknown: one
+
+
+def _sampled_zoo(n: int) -> list[dict]:
+    space = {"depth": [1, 2, 3], "width": {"low": 8, "high": 128, "log": True}}
+    zoo_section = {"mode": "random", "n_samples": n, "seeds": [0], "space": space}
+    return zoo.expand(validate({"data": {"name": "digits"}, "zoo": zoo_section}))
+
+
+def test_adding_one_model_to_a_sampled_zoo_changes_one_training_job():
+    before, after = _sampled_zoo(300), _sampled_zoo(301)
+    (new,) = {s["model_id"] for s in after} - {s["model_id"] for s in before}
+    size, _ = plan.models_per_job(None, len(before), 2)
+    assert plan.models_per_job(None, len(after), 2)[0] == size
+    jobs_before, jobs_after = zoo.batches(before, size), zoo.batches(after, size)
+
+    changed = {k for k in jobs_after if jobs_before.get(k) != jobs_after[k]}
+
+    assert jobs_before.keys() == jobs_after.keys() and len(jobs_after) > 1  # no split
+    assert len(changed) == 1 and new in jobs_after[changed.pop()]

@@ -26,6 +26,9 @@ except ConfigError as err:
 S = Settings.of(config)
 P = Layout(S.results)
 ZOO_SPECS = zoo_lib.expand(config)
+PER_JOB, PER_JOB_WHY = plan.models_per_job(
+    S.train.models_per_job, len(ZOO_SPECS), workflow.cores
+)
 # What model ids depend on (the zoo step and the search rounds make specs from it).
 ZOO_IDENTITY = canonical_json(
     {
@@ -40,11 +43,11 @@ def with_rounds(rounds):
     """Specs and training jobs of the zoo plus the given search rounds: each round's new models
     make their own jobs, so the zoo's jobs keep their names."""
     specs = {s["model_id"]: s for s in ZOO_SPECS}
-    batches = zoo_lib.batches(ZOO_SPECS, S.train.models_per_job)
+    batches = zoo_lib.batches(ZOO_SPECS, PER_JOB)
     for k, new in enumerate(rounds, start=1):
         fresh = [s for s in new if s["model_id"] not in specs]
         specs.update({s["model_id"]: s for s in new})
-        batches.update(zoo_lib.batches(fresh, S.train.models_per_job, prefix=f"r{k}b"))
+        batches.update(zoo_lib.batches(fresh, PER_JOB, prefix=f"r{k}b"))
     return specs, batches
 
 
@@ -130,6 +133,7 @@ def report_failed_files():
 
 
 logger.info(plan.plan_line(list(SPECS.values()), P, S.data))
+logger.info(f"{len(BATCHES)} training jobs of at most {PER_JOB} models ({PER_JOB_WHY})")
 if len(SPECS) < MIN_MODELS:
     logger.warning(
         f"the zoo has {len(SPECS)} models: training runs, but the map needs at least {MIN_MODELS}"

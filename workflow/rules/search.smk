@@ -27,7 +27,7 @@ checkpoint search_round:
     shell:
         step(
             "search-round",
-            flags(models_per_job=S.train.models_per_job),
+            flags(models_per_job=PER_JOB),
             "--round {wildcards.round} --config {params.config:q}",
             SEARCH_RUN,
             "> {log:q} 2>&1",

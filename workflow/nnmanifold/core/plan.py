@@ -30,6 +30,8 @@ KNOWN_DATA = {
 _OPTIMIZER_SLOTS = {"sgd": 1, "adam": 2}
 #: Fixed bytes per checkpoint and per activations file (headers, metadata).
 _OVERHEAD = 20_000
+#: Least and most models a training job holds when ``train.models_per_job`` is unset.
+AUTO_MODELS_PER_JOB = (8, 1024)
 
 
 def input_shape(data: DataSettings) -> tuple[tuple[int, ...], int] | None:
@@ -68,6 +70,25 @@ def plan_line(specs: Sequence[dict[str, Any]], layout: Layout, data: DataSetting
     return (
         f"{line}; estimated disk for the whole zoo: checkpoints {_size(ckpt)}, activations "
         f"{_size(acts)} under {layout.root}/models/"
+    )
+
+
+def models_per_job(cap: int | None, n_models: int, cores: int | None) -> tuple[int, str]:
+    """Most models a training job holds, and why (for the plan line): the user's cap, or when
+    unset the zoo's models per core rounded up to a power of two (within
+    :data:`AUTO_MODELS_PER_JOB`): each core trains about one job, so a job's start-up is paid
+    about once per core, and the size changes only when the zoo doubles (adding a model
+    reruns only its job)."""
+    if cap is not None:
+        return cap, f"train.models_per_job = {cap}"
+    cores = max(1, cores or 1)
+    share = max(1, math.ceil(n_models / cores))
+    low, high = AUTO_MODELS_PER_JOB
+    size = min(max(2 ** math.ceil(math.log2(share)), low), high)
+    return size, (
+        f"train.models_per_job unset: {n_models} models / {cores} cores = {share} a core, "
+        f"rounded up to a power of two within {low}-{high}, so that start-up is paid about "
+        "once per core"
     )
 
 

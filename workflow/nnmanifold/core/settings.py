@@ -77,7 +77,7 @@ class DataSettings(Section):
 
 @dataclass(frozen=True)
 class TrainSettings(Section):
-    models_per_job: int
+    models_per_job: int | None
     accelerator: str
     jobs_per_gpu: int
     threads: int
