@@ -77,12 +77,13 @@ def test_zoo_level_resources_grow_with_the_zoo():
 
 def test_unset_models_per_job_is_the_zoo_per_core_rounded_up_to_a_power_of_two():
     assert plan.models_per_job(12, 1000, 2) == (12, "train.models_per_job = 12")
-    size, why = plan.models_per_job(None, 1000, 2)
-    assert size == 512 and "1000 models / 2 cores = 500 a core" in why
+    size, why = plan.models_per_job(None, 300, 2)
+    assert size == 256 and "300 models / 2 cores = 150 a core" in why
     assert plan.models_per_job(None, 1000, 16)[0] == 64
     assert plan.models_per_job(None, 3, 2)[0] == plan.AUTO_MODELS_PER_JOB[0]
     assert plan.models_per_job(None, 10**6, 4)[0] == plan.AUTO_MODELS_PER_JOB[1]
     assert plan.models_per_job(None, 100, None)[0] == 128  # cores unknown: one
+    assert plan.models_per_job(None, 1000, 2)[0] == 256  # a job's specs fit one shell argument
 
 
 def _sampled_zoo(n: int) -> list[dict]:

@@ -30,8 +30,10 @@ KNOWN_DATA = {
 _OPTIMIZER_SLOTS = {"sgd": 1, "adam": 2}
 #: Fixed bytes per checkpoint and per activations file (headers, metadata).
 _OVERHEAD = 20_000
-#: Least and most models a training job holds when ``train.models_per_job`` is unset.
-AUTO_MODELS_PER_JOB = (8, 1024)
+#: Least and most models a training job holds when ``train.models_per_job`` is unset. The most
+#: is bounded by the shell: a job's specs reach it as one argument, at most 128 KiB on Linux
+#: (about 340 bytes a spec; 512 specs failed with "Argument list too long").
+AUTO_MODELS_PER_JOB = (8, 256)
 
 
 def input_shape(data: DataSettings) -> tuple[tuple[int, ...], int] | None:

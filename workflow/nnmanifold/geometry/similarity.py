@@ -23,8 +23,9 @@ so all distances see what the diffusion operator sees.
 Cost and cap. Procrustes needs one SVD of a w_i x w_j cross product per pair (w <= min(n, d)
 once constant columns are dropped): about N^2/2 * (2 n w^2 + ~20 w^3) flops. Networks are tiled
 in order of width, so a block pads its networks only to its own widest: in a random zoo of widths
-8-128 that is about 6 % of the flops of padding every pair to 128 (a fifth of the time). Measured at n = 200,
-w = 64 on two cores: 0.5 ms per pair (2 ms when the cores are shared), 4.4 min at N = 1000.
+8-128 that is about 6 % of the flops of padding every pair to 128 (a fifth of the time).
+Measured at n = 200, w = 64 on two cores: 0.5 ms per pair (2 ms when the cores are shared),
+4.4 min at N = 1000.
 Above ``max_networks`` (default :data:`PROCRUSTES_MAX_NETWORKS`) it is computed on a seeded
 random subset of that many networks; the result names the networks it covers. CKA and RSA
 are GEMMs (N = 1000 in 30-40 s on two shared cores) and are never capped.
