@@ -86,11 +86,12 @@ def models_per_job(cap: int | None, n_models: int, cores: int | None) -> tuple[i
     cores = max(1, cores or 1)
     share = max(1, math.ceil(n_models / cores))
     low, high = AUTO_MODELS_PER_JOB
-    size = min(max(2 ** math.ceil(math.log2(share)), low), high)
+    rounded = 2 ** math.ceil(math.log2(share))
+    size = min(max(rounded, low), high)
+    bound = f", held to {size} (jobs of {low}-{high} models)" if size != rounded else ""
     return size, (
         f"train.models_per_job unset: {n_models} models / {cores} cores = {share} a core, "
-        f"rounded up to a power of two within {low}-{high}, so that start-up is paid about "
-        "once per core"
+        f"rounded up to a power of two{bound}, so that each job pays its start-up for many models"
     )
 
 
