@@ -102,3 +102,32 @@ def test_clean_remove_keeps_the_models_of_every_recorded_search_round(tmp_path):
     subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert not layout.model_dir(dropped).exists()
     assert all(layout.metrics(m).read_text() == "{}" for m in [*ids, *rounds.values()])
+
+
+def test_unset_models_per_job_is_a_quarter_of_the_zoo_rounded_up_to_a_power_of_two():
+    assert plan.models_per_job(12, 1000) == (12, "train.models_per_job = 12")
+    size, why = plan.models_per_job(None, 300)
+    assert size == 128 and "300 models / 4 = 75" in why
+    assert plan.models_per_job(None, 48)[0] == 16
+    assert plan.models_per_job(None, 3)[0] == plan.AUTO_MODELS_PER_JOB[0]
+    assert plan.models_per_job(None, 10**6)[0] == plan.AUTO_MODELS_PER_JOB[1]
+    assert plan.models_per_job(None, 1000)[0] == 256  # a job's specs fit one shell argument
+
+
+def _sampled_zoo(n: int) -> list[dict]:
+    space = {"depth": [1, 2, 3], "width": {"low": 8, "high": 128, "log": True}}
+    zoo_section = {"mode": "random", "n_samples": n, "seeds": [0], "space": space}
+    return zoo.expand(validate({"data": {"name": "digits"}, "zoo": zoo_section}))
+
+
+def test_adding_one_model_to_a_sampled_zoo_changes_one_training_job():
+    before, after = _sampled_zoo(300), _sampled_zoo(301)
+    (new,) = {s["model_id"] for s in after} - {s["model_id"] for s in before}
+    size, _ = plan.models_per_job(None, len(before))
+    assert plan.models_per_job(None, len(after))[0] == size
+    jobs_before, jobs_after = zoo.batches(before, size), zoo.batches(after, size)
+
+    changed = {k for k in jobs_after if jobs_before.get(k) != jobs_after[k]}
+
+    assert jobs_before.keys() == jobs_after.keys() and len(jobs_after) > 1  # no split
+    assert len(changed) == 1 and new in jobs_after[changed.pop()]

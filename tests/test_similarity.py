@@ -193,3 +193,61 @@ def test_agrees_with_rsatoolbox() -> None:
     procrustes = distance_matrix(reps, "procrustes", "none", BUDGET).distances
     # rsatoolbox sums square roots of eigenvalues of A^1/2 B A^1/2: accurate to ~sqrt(eps).
     assert np.abs(procrustes[upper] ** 2 - (2 - 2 * bures[upper])).max() <= 1e-6
+
+
+def test_average_ranks_are_scipys_rankdata_with_ties() -> None:
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(4)
+    for values in (rng.integers(0, 5, 40).astype(float), rng.normal(size=33), np.zeros(7)):
+        assert np.array_equal(similarity.average_ranks(values), rankdata(values))
+
+
+def test_blocks_by_width_agree_with_the_slow_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blocks of two or three networks in order of width, each padded to its own widest.
+    monkeypatch.setattr(similarity, "TILE_BLOCK", 3)
+    reps = zoo(widths=(3, 16, 5, 9, 2, 12, 7, 4))
+    D = distance_matrix(reps, "procrustes", "l2", BUDGET).distances
+    assert np.abs(D - slow_matrix(reps, "procrustes", "l2")).max() <= 1e-10
+    monkeypatch.setattr(similarity, "TILE_BLOCK", 2)
+    rng = np.random.default_rng(5)
+    narrow = [rng.normal(size=(40, w)) for w in (2, 5, 4, 3, 1)]  # the CKA cross-product route
+    D = distance_matrix(narrow, "cka", "l2", BUDGET).distances
+    assert np.abs(D - slow_matrix(narrow, "cka", "l2")).max() <= 1e-10
+
+
+def test_the_procrustes_step_reads_only_the_networks_it_compares(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nnmanifold.core import storage
+    from nnmanifold.core.paths import Layout
+    from nnmanifold.core.settings import BaselineSettings, GeometrySettings
+    from nnmanifold.steps import geometry as geometry_steps
+
+    layout, reps = Layout(tmp_path), zoo(widths=(3, 5, 8, 16, 5, 2, 9, 4, 7, 6, 3, 8))
+    ids = [f"m{k:02d}" for k in range(len(reps))]
+    probe = {
+        "indices": np.arange(N_PROBE),
+        "labels": np.zeros(N_PROBE),
+        "x": np.zeros((N_PROBE, 2)),
+    }
+    storage.write_probe(layout.probe, {**probe, "hash": "p", "dataset": "d", "chance_accuracy": 1})
+    for m, X in zip(ids, reps, strict=True):
+        storage.write_activations(
+            layout.activations(m), {"fc1": X}, model_id=m, probe_hash="p", status="ok"
+        )
+    storage.write_json(layout.train_manifest("b0"), [{"model_id": m, "status": "ok"} for m in ids])
+    read = storage.read_activations
+    opened: list[str] = []
+    monkeypatch.setattr(storage, "read_activations", lambda p, *a: opened.append(p) or read(p, *a))
+    geometry = GeometrySettings(None, 0.5, "l2", 1, 64, "cpu")
+
+    geometry_steps.baseline(
+        layout, ["b0"], "procrustes", geometry, BaselineSettings(("procrustes",), 5)
+    )
+
+    D, written, _ = storage.read_distances(layout.distances_of("procrustes"))
+    as32 = [X.astype(np.float32) for X in reps]  # activations are stored as float32
+    expected = distance_matrix(as32, "procrustes", "l2", BUDGET, max_networks=5)
+    assert len(opened) == 5 and written == [ids[i] for i in expected.networks]
+    assert np.abs(D - expected.distances).max() <= 1e-12

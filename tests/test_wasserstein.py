@@ -1,4 +1,5 @@
-"""Tests for nnmanifold.wasserstein against slow, obviously-correct references."""
+"""Tests for nnmanifold.wasserstein against slow, obviously-correct references, and the
+Wasserstein step's cached rows."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ import persim
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+from nnmanifold.core import storage
+from nnmanifold.core.paths import Layout
+from nnmanifold.core.settings import WassersteinSettings
 from nnmanifold.geometry import wasserstein
+from nnmanifold.steps import geometry as geometry_steps
 
 RTOL = 1e-9
 
@@ -121,3 +126,97 @@ def test_bad_diagrams_are_named():
         wasserstein.wasserstein_matrix([np.ones((2, 3)), good])
     with pytest.raises(ValueError, match="n_jobs=0"):
         wasserstein.wasserstein_matrix([good, good], n_jobs=0)
+
+
+def _counting_pairs(monkeypatch) -> list[int]:
+    """Count the diagram pairs the solver evaluates (in this process)."""
+    counted: list[int] = []
+    solve = wasserstein._against_block
+
+    def counting(first, others):
+        counted.append(len(others))
+        return solve(first, others)
+
+    monkeypatch.setattr(wasserstein, "_against_block", counting)
+    return counted
+
+
+def test_adding_ten_models_computes_only_their_rows(monkeypatch):
+    rng = np.random.default_rng(5)
+    diagrams = [_diagram(rng, int(k)) for k in rng.integers(0, 12, size=60)]
+    ids = [f"m{k:02d}" for k in range(60)]
+    digests = [f"d{k}" for k in range(60)]
+    full = wasserstein.wasserstein_matrix(diagrams, n_jobs=1)
+    old = list(rng.permutation(50))  # the cache holds the first 50, in another order
+    cached = (full[np.ix_(old, old)], [ids[k] for k in old], [digests[k] for k in old])
+    counted = _counting_pairs(monkeypatch)
+
+    D, evaluated = wasserstein.incremental_matrix(ids, digests, diagrams, cached, n_jobs=1)
+
+    assert evaluated == sum(counted) == 10 * 50 + 10 * 9 // 2
+    np.testing.assert_allclose(D, full, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(D, D.T)
+
+
+def test_a_model_whose_diagrams_changed_is_recomputed(monkeypatch):
+    rng = np.random.default_rng(6)
+    diagrams = [_diagram(rng, 5) for _ in range(20)]
+    ids, digests = [f"m{k}" for k in range(20)], [f"d{k}" for k in range(20)]
+    D0, _ = wasserstein.incremental_matrix(ids, digests, diagrams, n_jobs=1)
+    diagrams[3] = _diagram(rng, 7)
+    changed = [*digests[:3], "new", *digests[4:]]
+    counted = _counting_pairs(monkeypatch)
+
+    D, evaluated = wasserstein.incremental_matrix(ids, changed, diagrams, (D0, ids, digests), 1)
+
+    assert evaluated == sum(counted) == 19
+    np.testing.assert_allclose(D, wasserstein.wasserstein_matrix(diagrams, 1), rtol=1e-12)
+    assert not np.allclose(D[3], D0[3])
+
+
+def test_the_covered_subset_is_all_up_to_the_cap_and_moves_by_one_when_a_model_is_added():
+    ids = [f"model{k}" for k in range(40)]
+    assert wasserstein.covered(ids, 40) == list(range(40))
+    chosen = {ids[k] for k in wasserstein.covered(ids, 25)}
+    grown = ids[:17] + ["another"] + ids[17:]
+    chosen_after = {grown[k] for k in wasserstein.covered(grown, 25)}
+
+    assert len(chosen) == len(chosen_after) == 25
+    assert len(chosen - chosen_after) <= 1
+    backwards = ids[::-1]
+    assert {backwards[k] for k in wasserstein.covered(backwards, 25)} == chosen
+
+
+def _features_job(layout: Layout, batch: str, ids: list[str], rng: np.random.Generator) -> None:
+    """A features job's outputs: each model's diagrams file (H0, H1) and the job manifest."""
+    for m in ids:
+        h0 = np.array([[0.0, 0.2], [0.0, np.inf]])
+        storage.write_diagrams(layout.diagrams(m), [h0, _diagram(rng, int(rng.integers(0, 9)))])
+    storage.write_json(
+        layout.features_manifest(batch), [{"model_id": m, "status": "ok"} for m in ids]
+    )
+
+
+def test_the_step_reuses_cached_rows_by_diagrams_content(tmp_path, monkeypatch):
+    layout, rng = Layout(tmp_path), np.random.default_rng(7)
+    _features_job(layout, "b0", [f"a{k}" for k in range(30)], rng)
+    settings = WassersteinSettings(max_networks=100)
+    geometry_steps.wasserstein(layout, ["b0"], settings)
+    _features_job(layout, "b1", [f"b{k}" for k in range(10)], rng)
+    storage.write_diagrams(layout.diagrams("a4"), [np.zeros((0, 2)), _diagram(rng, 6)])
+    counted = _counting_pairs(monkeypatch)
+
+    geometry_steps.wasserstein(layout, ["b0", "b1"], settings)
+
+    assert sum(counted) == 10 * 30 + 10 * 9 // 2 + 29  # the new rows, and a4's changed row
+    W, ids, attrs = storage.read_distances(layout.wasserstein)
+    diagrams = [wasserstein.finite_bars(storage.read_diagrams(layout.diagrams(m))[1]) for m in ids]
+    np.testing.assert_allclose(W, wasserstein.wasserstein_matrix(diagrams, 1), rtol=1e-12)
+    assert attrs["networks_of_zoo"] == 40 and len(ids) == 40
+    counted.clear()
+
+    geometry_steps.wasserstein(layout, ["b0", "b1"], WassersteinSettings(max_networks=25))
+
+    W, ids, attrs = storage.read_distances(layout.wasserstein)
+    assert sum(counted) == 0  # a subset of the cached rows: nothing to compute
+    assert len(ids) == 25 and attrs["networks_of_zoo"] == 40

@@ -26,6 +26,7 @@ from nnmanifold.core.settings import (
     SearchSettings,
     SensitivitySettings,
     StatsSettings,
+    WassersteinSettings,
 )
 from nnmanifold.steps import features as features_steps
 from nnmanifold.steps import figures as figures_steps
@@ -234,8 +235,15 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
     ),
     "wasserstein": (
         geometry_steps.wasserstein.__doc__,
-        {**_RESULTS, **_BATCHES, "--threads": {"type": int, "default": 1, "help": "processes"}},
-        lambda a: geometry_steps.wasserstein(Layout(a.results), a.batches, a.threads),
+        {
+            **_RESULTS,
+            **_BATCHES,
+            "--wasserstein": {"required": True, "help": "identity of the wasserstein section"},
+            "--threads": {"type": int, "default": 1, "help": "processes"},
+        },
+        lambda a: geometry_steps.wasserstein(
+            Layout(a.results), a.batches, WassersteinSettings.parse(a.wasserstein), a.threads
+        ),
     ),
     "stats": (
         stats_steps.stats.__doc__,

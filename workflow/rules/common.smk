@@ -24,6 +24,7 @@ except ConfigError as err:
 S = Settings.of(config)
 P = Layout(S.results)
 ZOO_SPECS = zoo_lib.expand(config)
+PER_JOB, PER_JOB_WHY = plan.models_per_job(S.train.models_per_job, len(ZOO_SPECS))
 # What model ids depend on (the zoo step and the search rounds make specs from it).
 ZOO_IDENTITY = canonical_json(
     {
@@ -36,7 +37,7 @@ ZOO_IDENTITY = canonical_json(
 
 def with_rounds(rounds):
     """Specs and training jobs of the zoo plus the given search rounds (jobs.with_rounds)."""
-    return jobs.with_rounds(ZOO_SPECS, rounds, S.train.models_per_job)
+    return jobs.with_rounds(ZOO_SPECS, rounds, PER_JOB)
 
 
 # The zoo-level rules use the initial zoo plus every recorded round of the search (search.name).
@@ -82,6 +83,7 @@ GEOMETRY_RUN = flags(
 
 
 logger.info(plan.plan_line(list(SPECS.values()), P, S.data))
+logger.info(f"{len(BATCHES)} training jobs of at most {PER_JOB} models ({PER_JOB_WHY})")
 if len(SPECS) < MIN_MODELS:
     logger.warning(
         f"the zoo has {len(SPECS)} models: training runs, but the map needs at least {MIN_MODELS}"

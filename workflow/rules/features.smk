@@ -9,6 +9,8 @@ rule features:
         P.features_manifest("{batch}"),
     log:
         P.log("features", "{batch}"),
+    benchmark:
+        P.benchmark("features", "{batch}")
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -16,6 +16,8 @@ rule figures:
         },
     log:
         P.log("figures"),
+    benchmark:
+        P.benchmark("figures")
     conda:
         "../../envs/analysis.yaml"
     resources:
@@ -38,6 +40,8 @@ rule interactive_map:
         ),
     log:
         P.log("interactive_map"),
+    benchmark:
+        P.benchmark("interactive_map")
     conda:
         "../../envs/analysis.yaml"
     resources:

@@ -11,6 +11,8 @@ rule distances:
         diagnostics=P.kernel_diagnostics,
     log:
         P.log("distances"),
+    benchmark:
+        P.benchmark("distances")
     conda:
         "../../envs/analysis.yaml"
     resources:
@@ -35,6 +37,8 @@ rule embedding:
         P.embedding,
     log:
         P.log("embedding"),
+    benchmark:
+        P.benchmark("embedding")
     conda:
         "../../envs/analysis.yaml"
     resources:
@@ -54,6 +58,8 @@ rule wasserstein:
         P.wasserstein,
     log:
         P.log("wasserstein"),
+    benchmark:
+        P.benchmark("wasserstein")
     conda:
         "../../envs/analysis.yaml"
     threads: workflow.cores
@@ -61,9 +67,11 @@ rule wasserstein:
         **zoo_resources(2, 2000, 10, 100),
     params:
         batches=list(BATCHES),
+        wasserstein=S.wasserstein.identity_json(),
     shell:
         step("wasserstein")
-        + " --batches {params.batches:q} --threads {threads} > {log:q} 2>&1"
+        + " --batches {params.batches:q} --wasserstein {params.wasserstein:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule wasserstein_embedding:
@@ -76,6 +84,8 @@ rule wasserstein_embedding:
         P.wasserstein_embedding,
     log:
         P.log("wasserstein_embedding"),
+    benchmark:
+        P.benchmark("wasserstein_embedding")
     conda:
         "../../envs/analysis.yaml"
     resources:
@@ -97,6 +107,8 @@ rule baseline:
         P.distances_of("{kind}"),
     log:
         P.log("baseline", "{kind}"),
+    benchmark:
+        P.benchmark("baseline", "{kind}")
     conda:
         "../../envs/analysis.yaml"
     resources:
@@ -121,6 +133,8 @@ rule baseline_embedding:
         P.embedding_of("{kind}"),
     log:
         P.log("baseline_embedding", "{kind}"),
+    benchmark:
+        P.benchmark("baseline_embedding", "{kind}")
     conda:
         "../../envs/analysis.yaml"
     resources:

@@ -12,6 +12,8 @@ checkpoint search_round:
         P.search_batches(S.search.name, "{round}"),
     log:
         P.log("search", "round{round}"),
+    benchmark:
+        P.benchmark("search", "round{round}")
     wildcard_constraints:
         round="[1-9][0-9]*",
     conda:
@@ -25,7 +27,7 @@ checkpoint search_round:
     shell:
         step(
             "search-round",
-            flags(models_per_job=S.train.models_per_job),
+            flags(models_per_job=PER_JOB),
             "--round {wildcards.round} --config {params.config:q}",
             SEARCH_RUN,
             "> {log:q} 2>&1",
@@ -57,6 +59,8 @@ rule search_report:
         ),
     log:
         P.log("search", "report"),
+    benchmark:
+        P.benchmark("search", "report")
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -92,6 +96,8 @@ rule search_benchmark:
         ),
     log:
         P.log("search_benchmark"),
+    benchmark:
+        P.benchmark("search_benchmark")
     conda:
         "../../envs/analysis.yaml"
     params:

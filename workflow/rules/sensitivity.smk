@@ -13,6 +13,8 @@ rule sensitivity:
         ),
     log:
         P.log("sensitivity"),
+    benchmark:
+        P.benchmark("sensitivity")
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -28,6 +28,8 @@ rule stats:
         landing_page=P.report_metadata,
     log:
         P.log("stats"),
+    benchmark:
+        P.benchmark("stats")
     conda:
         "../../envs/analysis.yaml"
     resources:

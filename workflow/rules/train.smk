@@ -9,6 +9,8 @@ rule train:
         P.train_manifest("{batch}"),
     log:
         P.log("train", "{batch}"),
+    benchmark:
+        P.benchmark("train", "{batch}")
     conda:
         "../../envs/train.yaml"
     threads: S.train.threads

@@ -9,6 +9,8 @@ rule zoo:
         P.zoo,
     log:
         P.log("zoo"),
+    benchmark:
+        P.benchmark("zoo")
     conda:
         "../../envs/train.yaml"
     params:
@@ -23,6 +25,8 @@ rule probe:
         P.probe,
     log:
         P.log("probe"),
+    benchmark:
+        P.benchmark("probe")
     conda:
         "../../envs/train.yaml"
     params:
@@ -38,6 +42,8 @@ rule provenance:
         P.provenance,
     log:
         P.log("provenance"),
+    benchmark:
+        P.benchmark("provenance")
     conda:
         "../../envs/train.yaml"
     params:

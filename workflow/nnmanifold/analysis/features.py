@@ -15,7 +15,7 @@ from scipy.cluster.hierarchy import cophenet, fcluster, linkage
 from scipy.spatial.distance import pdist, squareform
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from nnmanifold.geometry.wasserstein import wasserstein_matrix
+from nnmanifold.geometry.wasserstein import finite_bars, wasserstein_matrix
 
 FEATURE_NAMES: dict[str, str] = {
     "separation_ratio": "mean between-class / mean within-class distance",
@@ -152,7 +152,7 @@ def persistence(
         np.asarray(d, dtype=np.float64)
         for d in ripser(distances, maxdim=1, distance_matrix=True)["dgms"]
     ]
-    h0, h1 = (_finite(d) for d in diagrams)
+    h0, h1 = (finite_bars(d) for d in diagrams)
     h1_lengths = h1[:, 1] - h1[:, 0]
     summary = {
         "h0_total_persistence": float((h0[:, 1] - h0[:, 0]).sum()),
@@ -170,7 +170,7 @@ def persistence_distances(
     Infinite bars are left out. Exact, the distance persim computes (Euclidean ground metric,
     see ``nnmanifold.wasserstein``), over ``n_jobs`` processes (None: every usable core).
     """
-    finite = [_finite(diagrams[dim]) for diagrams in diagrams_list]
+    finite = [finite_bars(diagrams[dim]) for diagrams in diagrams_list]
     return wasserstein_matrix(finite, n_jobs=n_jobs)
 
 
@@ -197,12 +197,6 @@ def compute_features(
         **topology,
     }
     return {name: features[name] for name in FEATURE_NAMES}, diagrams
-
-
-def _finite(diagram: np.ndarray) -> np.ndarray:
-    """The bars of a diagram that die (ripser marks the survivors with death = inf)."""
-    diagram = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
-    return diagram[np.isfinite(diagram[:, 1])]
 
 
 def _check_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

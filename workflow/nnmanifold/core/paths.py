@@ -137,6 +137,11 @@ class Layout:
     def distance_cache(self) -> Path:
         return self.root / "cache" / "distances.h5"
 
+    @property
+    def wasserstein_cache(self) -> Path:
+        """Wasserstein rows with each model's diagrams-file digest (reused when unchanged)."""
+        return self.root / "cache" / "wasserstein.h5"
+
     # search (results/search/<name>/)
     def search_benchmark(self, what: str) -> Path:
         """``search_benchmark/<what>``: ``table.csv`` and ``curves.png`` (its own target)."""
@@ -177,6 +182,11 @@ class Layout:
 
     def log(self, step: str, batch: str | None = None) -> Path:
         return self.root / "logs" / (f"{step}/{batch}.log" if batch else f"{step}.log")
+
+    def benchmark(self, step: str, batch: str | None = None) -> Path:
+        """A job's Snakemake benchmark (wall and CPU seconds to the millisecond, peak memory),
+        named as its log is."""
+        return self.root / "benchmarks" / (f"{step}/{batch}.tsv" if batch else f"{step}.tsv")
 
     @property
     def report(self) -> Path:

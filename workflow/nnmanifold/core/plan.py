@@ -33,6 +33,13 @@ KNOWN_DATA = {
 _OPTIMIZER_SLOTS = {"sgd": 1, "adam": 2}
 #: Fixed bytes per checkpoint and per activations file (headers, metadata).
 _OVERHEAD = 20_000
+#: Least and most models a training job holds when ``train.models_per_job`` is unset. The most
+#: is bounded by the shell: a job's specs reach it as one argument, at most 128 KiB on Linux
+#: (about 340 bytes a spec; 512 specs failed with "Argument list too long").
+AUTO_MODELS_PER_JOB = (8, 256)
+#: Jobs a zoo is cut into, about, when ``train.models_per_job`` is unset (buckets split in two
+#: when full, so they hold about 0.69 of the size on average).
+AUTO_JOBS = 4
 
 
 def input_shape(data: DataSettings) -> tuple[tuple[int, ...], int] | None:
@@ -70,6 +77,26 @@ def plan_line(specs: Sequence[dict[str, Any]], layout: Layout, data: DataSetting
     return (
         f"{line}; estimated disk for the whole zoo: checkpoints {_size(ckpt)}, activations "
         f"{_size(acts)} under {layout.root}/models/"
+    )
+
+
+def models_per_job(cap: int | None, n_models: int) -> tuple[int, str]:
+    """Most models a training job holds, and why (for the plan line): the user's cap, or when
+    unset a quarter of the zoo rounded up to a power of two (within :data:`AUTO_MODELS_PER_JOB`),
+    so that a job's start-up is paid for many models and the size changes only when the zoo
+    doubles (adding a model reruns only its job). It depends on the zoo alone, never on
+    ``--cores``: a run-time choice must not rename jobs, and a cluster job re-reads the workflow
+    with cores of its own."""
+    if cap is not None:
+        return cap, f"train.models_per_job = {cap}"
+    share = max(1, math.ceil(n_models / AUTO_JOBS))
+    low, high = AUTO_MODELS_PER_JOB
+    rounded = 2 ** math.ceil(math.log2(share))
+    size = min(max(rounded, low), high)
+    bound = f", held to {size} (jobs of {low}-{high} models)" if size != rounded else ""
+    return size, (
+        f"train.models_per_job unset: {n_models} models / {AUTO_JOBS} = {share}, rounded up to a"
+        f" power of two{bound}, so that each job pays its start-up for many models"
     )
 
 

@@ -90,7 +90,7 @@ class DataSettings(Section):
 
 @dataclass(frozen=True)
 class TrainSettings(Section):
-    models_per_job: int
+    models_per_job: int | None
     accelerator: str
     jobs_per_gpu: int
     threads: int
@@ -133,6 +133,13 @@ class BaselineSettings(Section):
 
     def identity(self) -> dict[str, Any]:
         return {"distances": list(self.distances), "max_networks": self.max_networks}
+
+
+@dataclass(frozen=True)
+class WassersteinSettings(Section):
+    """The Wasserstein map: exact up to ``max_networks`` models, a stable subset beyond."""
+
+    max_networks: int
 
 
 @dataclass(frozen=True)
@@ -214,6 +221,7 @@ class Settings:
     train: TrainSettings
     geometry: GeometrySettings
     baselines: BaselineSettings
+    wasserstein: WassersteinSettings
     embedding: EmbeddingSettings
     features: FeatureSettings
     stats: StatsSettings
@@ -231,6 +239,7 @@ class Settings:
             train=TrainSettings.of(config["train"]),
             geometry=GeometrySettings.of(config["geometry"]),
             baselines=BaselineSettings.of(config["baselines"]),
+            wasserstein=WassersteinSettings.of(config["wasserstein"]),
             embedding=EmbeddingSettings.of(config["embedding"]),
             features=FeatureSettings.of(config["features"]),
             stats=StatsSettings.of(config["stats"]),

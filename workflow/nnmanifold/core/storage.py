@@ -433,3 +433,21 @@ def read_distance_cache(
             f"{path} holds {D.shape} distances for {len(ids)} model ids; delete it and rerun"
         )
     return D, ids, attrs, digests
+
+
+def read_current_cache(
+    path: str | os.PathLike, expected: Mapping[str, Any]
+) -> tuple[np.ndarray, list[str], list[str]] | None:
+    """A distance cache's (distances, model ids, per-model digests) if it exists, is readable,
+    has digests and was made with the ``expected`` attributes (:func:`is_current`); else None."""
+    if not Path(path).exists():
+        return None
+    try:
+        D, ids, found, digests = read_distance_cache(path)
+    except CorruptFileError as err:
+        log.warning("ignoring cache: %s", err)
+        return None
+    if digests is None or not is_current(found, expected):
+        log.info("cache %s was built for other settings; recomputing", path)
+        return None
+    return D, ids, digests

@@ -7,22 +7,14 @@ row blocks, so each one is built once per pass and the Gram product splits over 
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nnmanifold.core.storage import (
-    CorruptFileError,
-    content_hash,
-    is_current,
-    read_distance_cache,
-    write_distances,
-)
+from nnmanifold.core.storage import content_hash, read_current_cache, write_distances
 from nnmanifold.geometry.diffusion import (
     OperatorSettings,
     centred,
@@ -34,8 +26,6 @@ from nnmanifold.geometry.diffusion import (
 
 if TYPE_CHECKING:
     import torch
-
-log = logging.getLogger(__name__)
 
 #: Pairs whose Gram-based d^2 is below this fraction of ||a-r||^2 + ||b-r||^2 (r: the block's
 #: reference) lost digits to cancellation; they are recomputed by direct subtraction.
@@ -224,17 +214,12 @@ def _read_cache(
 ) -> tuple[np.ndarray, dict[str, tuple[int, str]]]:
     """Cached distances and {model: (row, representation digest)}; empty unless valid for
     ``attrs``."""
-    empty: tuple[np.ndarray, dict[str, tuple[int, str]]] = (np.zeros((0, 0)), {})
-    if path is None or attrs is None or not Path(path).exists():
-        return empty
-    try:
-        D, ids, found, digests = read_distance_cache(path)
-    except CorruptFileError as err:
-        log.warning("ignoring distance cache: %s", err)
-        return empty
-    if digests is None or not is_current(found, {k: attrs[k] for k in FINGERPRINT_KEYS}):
-        log.info("distance cache %s was built for other settings; recomputing", path)
-        return empty
+    if path is None or attrs is None:
+        return np.zeros((0, 0)), {}
+    found = read_current_cache(path, {k: attrs[k] for k in FINGERPRINT_KEYS})
+    if found is None:
+        return np.zeros((0, 0)), {}
+    D, ids, digests = found
     return D, {m: (k, d) for k, (m, d) in enumerate(zip(ids, digests, strict=True))}
 
 

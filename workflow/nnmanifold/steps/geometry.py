@@ -14,6 +14,7 @@ from nnmanifold.core.settings import (
     BaselineSettings,
     EmbeddingSettings,
     GeometrySettings,
+    WassersteinSettings,
 )
 
 log = logging.getLogger("nnmanifold")
@@ -65,9 +66,10 @@ def baseline(
 
     probe = storage.read_probe(layout.probe)
     ok = _ok_models(layout, batches, record_excluded=False)
+    compared = [ok[i] for i in similarity.networks_compared(len(ok), kind, settings.max_networks)]
     reps = [
         storage.read_activations(layout.activations(m), geometry.layer, probe["hash"])[0]
-        for m in ok
+        for m in compared
     ]
     result = similarity.distance_matrix(
         reps,
@@ -76,7 +78,7 @@ def baseline(
         geometry.memory_budget_mb * 2**20,
         max_networks=settings.max_networks,
     )
-    ids = [ok[i] for i in result.networks]
+    ids = [compared[i] for i in result.networks]
     attrs = {
         "kind": kind,
         "normalization": geometry.normalization,
@@ -105,15 +107,34 @@ def embed(
     storage.write_csv(out, table.merge(feats.drop(columns=["status"]), on="model_id", how="left"))
 
 
-def wasserstein(layout: Layout, batches: Sequence[str], threads: int = 1) -> None:
-    """Wasserstein distances between the models' H1 persistence diagrams (a second distance)."""
-    from nnmanifold.analysis import features as features_lib
+def wasserstein(
+    layout: Layout, batches: Sequence[str], settings: WassersteinSettings, threads: int = 1
+) -> None:
+    """Wasserstein distances between the models' H1 persistence diagrams (a second distance;
+    cached rows: only models whose diagrams file is new or changed are computed)."""
+    from nnmanifold.geometry import wasserstein as wasserstein_lib
 
     table = storage.read_manifests([layout.features_manifest(b) for b in batches])
     ok = list(table.loc[table["status"] == "ok", "model_id"])
-    diagrams = [storage.read_diagrams(layout.diagrams(m)) for m in ok]
-    W = features_lib.persistence_distances(diagrams, dim=1, n_jobs=threads)
-    storage.write_distances(layout.wasserstein, W, ok, {"diagram_dimension": 1})
+    ids = [ok[k] for k in wasserstein_lib.covered(ok, settings.max_networks)]
+    if len(ids) < len(ok):
+        log.warning(
+            "Wasserstein map of %d of %d models (wasserstein.max_networks=%d); raise it for all "
+            "of them (cost grows as N^2 pairs)",
+            len(ids),
+            len(ok),
+            settings.max_networks,
+        )
+    digests = [storage.file_hash(layout.diagrams(m)) for m in ids]
+    diagrams = [
+        wasserstein_lib.finite_bars(storage.read_diagrams(layout.diagrams(m))[1]) for m in ids
+    ]
+    attrs = {"diagram_dimension": 1}
+    cached = storage.read_current_cache(layout.wasserstein_cache, attrs)
+    W, evaluated = wasserstein_lib.incremental_matrix(ids, digests, diagrams, cached, threads)
+    log.info("%d x %d Wasserstein distances, %d pairs computed", len(ids), len(ids), evaluated)
+    storage.write_distances(layout.wasserstein_cache, W, ids, attrs, digests)
+    storage.write_distances(layout.wasserstein, W, ids, {**attrs, "networks_of_zoo": len(ok)})
 
 
 def _ok_models(layout: Layout, batches: Sequence[str], record_excluded: bool = True) -> list[str]:
