@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import planned_jobs, snakemake, write_config
+from conftest import ROOT, planned_jobs, run_killed, snakemake, write_config
 
 from nnmanifold.core import storage
 from nnmanifold.core.errors import UserError
@@ -103,6 +103,18 @@ def test_a_checkpoint_with_pickled_code_is_refused_and_set_aside(digits, tmp_pat
     assert not marker.exists(), "loading a checkpoint ran the code pickled in it"
     assert (out / "checkpoints" / "last.ckpt.failed").is_file()
     assert metrics["status"] == "ok" and not metrics["resumed"]
+
+
+def test_the_sigkill_harness_runs_this_checkout(digits, tmp_path, monkeypatch):
+    """A relative PYTHONPATH, resolved in the killed process's own folder, would import another
+    copy of the package (here a decoy); the harness sets its own and checks what was imported."""
+    decoy = tmp_path / "workflow" / "nnmanifold"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", "workflow")
+    script = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    imported = run_killed(tmp_path, script, {}, *digits)
+    assert imported == ROOT / "workflow" / "nnmanifold" / "__init__.py"
 
 
 def _read_tables(workdir):
