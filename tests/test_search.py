@@ -231,6 +231,29 @@ def test_jitter_follows_the_parents_spread():
     assert jitter([{"lr": 1e-4}] * 3) == pytest.approx(floor, rel=0.05)
 
 
+def test_minimising_proposes_as_maximising_the_negative():
+    def proposals(direction, sign):
+        sampler = search.GuidedSampler(_space(), _on_map, seed=5)
+        study = optuna.create_study(direction=direction, sampler=sampler)
+        for _ in range(20):
+            trial = study.ask(_space())
+            study.tell(trial, sign * _peak(trial.params))
+        return [t.params for t in study.trials]
+
+    assert proposals("minimize", -1.0) == proposals("maximize", 1.0)
+
+
+def test_the_exploration_share_is_drawn_uniformly():
+    """With exploration 1 every proposal is uniform: the peak's decade of lr (1e-3 to 1e-1,
+    0.4 of the log range) gets about 0.4 of them, where guided proposals crowd in."""
+
+    def share_near_the_peak(exploration):
+        trials = _run(search.GuidedSampler(_space(), _on_map, exploration=exploration, seed=0), 80)
+        return np.mean([-3 <= math.log10(t.params["lr"]) <= -1 for t in trials.trials[10:]])
+
+    assert share_near_the_peak(1.0) < 0.55 < share_near_the_peak(0.0)
+
+
 def test_same_seed_same_proposals():
     a = [t.params for t in _run(search.GuidedSampler(_space(), _on_map, seed=3), 20).trials]
     b = [t.params for t in _run(search.GuidedSampler(_space(), _on_map, seed=3), 20).trials]
