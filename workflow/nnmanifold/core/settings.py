@@ -54,6 +54,7 @@ class DataSettings(Section):
     split_seed: int
     n_probe: int
     probe_seed: int
+    probe_split: str
     max_train: int | None
     RUN: ClassVar[tuple[str, ...]] = ("data_dir", "download")
 
