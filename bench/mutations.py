@@ -10,6 +10,10 @@ are keyed by a snippet of today's code, run only with ``--pending``, and their s
 are to be updated once the rewrite lands (the group-vs-one-model tests come with it).
 
     python bench/mutations.py [--only NAME] [--pending] [--cap SECONDS] [--no-baseline]
+                              [--repo TREE --whole-files]
+
+``--repo`` mutates another tree (an older commit, exported) and ``--whole-files`` runs the whole
+test files the named tests live in: together they give the kill table of an older suite.
 
 Prints one row per mutation (killed, survived, timeout, broken), then the equivalent ones; the
 last line is JSON {killed, total, rate} over the mutations run (a timeout counts as not killed).
@@ -217,7 +221,7 @@ MUTATIONS = (
         "the same distances, at more cost",
     ),
     Mutation(
-        "distances: Gram identity d^2 = |a|^2 + |b|^2 - a.b",
+        "distances: Gram identity with a.b, not 2 a.b",
         DISTANCES,
         "D2 = scale - 2.0 * G",
         "D2 = scale - G",
@@ -253,7 +257,7 @@ MUTATIONS = (
         (f"{T_SIM}::test_procrustes_of_rotation_is_zero_despite_cancellation",),
     ),
     Mutation(
-        "similarity: Procrustes d^2 = 2 - |A^T B|_*",
+        "similarity: Procrustes with the nuclear norm once, not twice",
         SIMILARITY,
         "D2 = scale - 2.0 * nuclear",
         "D2 = scale - nuclear",
@@ -324,9 +328,9 @@ IGNORE = shutil.ignore_patterns(
 FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.M)
 
 
-def copy_repo(destination: Path) -> Path:
-    """A copy of the working tree to mutate (the original is never written)."""
-    shutil.copytree(ROOT, destination, ignore=IGNORE)
+def copy_repo(source: Path, destination: Path) -> Path:
+    """A copy of the tree ``source`` to mutate (the original is never written)."""
+    shutil.copytree(source, destination, ignore=IGNORE)
     return destination
 
 
@@ -367,6 +371,8 @@ def main() -> None:
     parser.add_argument("--pending", action="store_true", help="include the train/ entries")
     parser.add_argument("--cap", type=float, default=300.0, help="seconds per test run")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
+    parser.add_argument("--repo", type=Path, default=ROOT, help="tree to mutate (a copy of it)")
+    parser.add_argument("--whole-files", action="store_true", help="run the named tests' files")
     args = parser.parse_args()
     chosen = [
         m
@@ -377,10 +383,10 @@ def main() -> None:
     ]
     rows = []
     with tempfile.TemporaryDirectory(prefix="mutations-") as tmp:
-        repo = copy_repo(Path(tmp) / "repo")
+        repo = copy_repo(args.repo, Path(tmp) / "repo")
         if not args.no_baseline:
             tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
-            outcome, test, seconds = run_tests(repo, tests, args.cap * 2)
+            outcome, test, seconds = run_tests(repo, _files(tests, args), args.cap * 2)
             print(f"baseline: {len(tests)} tests {outcome} in {seconds:.0f} s {test}", flush=True)
             if outcome != "passed":
                 sys.exit("the named tests must pass on the unmutated code first")
@@ -391,7 +397,7 @@ def main() -> None:
                 rows.append((m, "missing", str(err), 0.0))
                 continue
             try:
-                outcome, test, seconds = run_tests(repo, m.tests, args.cap)
+                outcome, test, seconds = run_tests(repo, _files(m.tests, args), args.cap)
             finally:
                 (repo / m.path).write_text(original)
             status = {"failed": "killed", "passed": "SURVIVED"}.get(outcome, outcome)
@@ -408,6 +414,13 @@ def main() -> None:
     killed = sum(status == "killed" for _, status, _, _ in rows)
     rate = round(killed / len(rows), 3) if rows else 0.0
     print(json.dumps({"killed": killed, "total": len(rows), "rate": rate}))
+
+
+def _files(tests: tuple[str, ...], args: argparse.Namespace) -> tuple[str, ...]:
+    """The tests as named, or with ``--whole-files`` the files that hold them."""
+    if not args.whole_files:
+        return tests
+    return tuple(dict.fromkeys(t.split("::")[0] for t in tests))
 
 
 if __name__ == "__main__":
