@@ -2,7 +2,9 @@
 
 Run by hand (not in CI): ``python bench/distances.py``. The last printed line is one JSON object.
 ``--device-rate`` times only the distance step on a device against that device's float64 GEMM
-of the same shape (bench/gpu_check.sh).
+of the same shape (bench/gpu_check.sh): its GEMM fraction is the step's rate on the matrix-product
+FLOPs it actually does (counted by torch's FlopCounterMode: the Gram blocks, which skip most of the
+lower triangle, and the kernels' batched products) over the GEMM's rate.
 """
 
 from __future__ import annotations
@@ -253,9 +255,24 @@ def incremental_figures(reps: dict[str, np.ndarray], args: argparse.Namespace) -
     }
 
 
+def counted_flops(fn: Callable[[], object]) -> float:
+    """Matrix-product FLOPs (mm, addmm, bmm, ...) that one call of ``fn`` does in torch; the
+    in-place addmm_ of the Gram blocks counts as addmm (torch's table leaves it out)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def addmm_(_: object, a: tuple, b: tuple, *args: object, **kwargs: object) -> int:
+        return 2 * a[0] * a[1] * b[1]  # (shapes) bias + a @ b
+
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: addmm_}) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
 def device_rate(args: argparse.Namespace) -> dict:
     """The distance step on --device against that device's float64 GEMM of the same shape
-    (N x n^2 times its transpose): operators built and resident, then streamed in blocks."""
+    (N x n^2 times its transpose): operators built and resident, then streamed in blocks. The
+    fraction compares FLOP rates, each on the FLOPs its own run does."""
     import torch
 
     reps = zoo(representations(args), args.models)
@@ -270,22 +287,23 @@ def device_rate(args: argparse.Namespace) -> dict:
             sync()
 
         figures["gemm_s"] = best_time(gemm, args.repeats)
+        figures["gemm_flops"] = 2.0 * args.models**2 * args.points**2
         del A
     resident = 2 * int(operators_mb(args) * 2**20) + 2**30
     for name, budget in [("resident", resident), ("streamed", int(args.budget_mb * 2**20))]:
         plan = plan_blocks(args.models, args.points, SETTINGS, budget)
         if plan.rows == args.points and name == "streamed":
             continue
-        seconds = best_time(
-            lambda b=budget: distance_matrix(
-                reps, SETTINGS, memory_budget_bytes=b, device=args.device
-            ),
-            args.repeats,
-        )
-        figures[f"{name}_s"] = seconds
-        figures[f"{name}_rows"] = plan.rows
+
+        def step(b: int = budget) -> None:
+            distance_matrix(reps, SETTINGS, memory_budget_bytes=b, device=args.device)
+
+        seconds = best_time(step, args.repeats)
+        flops = counted_flops(step)
+        figures |= {f"{name}_s": seconds, f"{name}_rows": plan.rows, f"{name}_flops": flops}
         if "gemm_s" in figures:
-            figures[f"{name}_gemm_fraction"] = figures["gemm_s"] / seconds
+            gemm_rate = figures["gemm_flops"] / figures["gemm_s"]
+            figures[f"{name}_gemm_fraction"] = flops / seconds / gemm_rate
         print(f"{name}: {seconds:.3f} s ({plan.rows} rows a block) {figures}")
     return figures
 

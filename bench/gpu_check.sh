@@ -70,12 +70,32 @@ if want train; then
         || fail "train.py --gpu"
     check "$OUT/train_gpu.txt" 'f["model_epochs_per_s"] >= 1000 and f["ok"] == f["models"]' \
         "vectorised training >= 1,000 model-epochs/s, every model ok"
-    echo "== train: two concurrent jobs claim one device each"
+    echo "== train: two concurrent jobs claim distinct slots (and distinct devices if two GPUs)"
     python3 - <<'PY' || fail "device claims"
-import subprocess, sys
-claim = "from nnmanifold import gpu; import os, time; gpu.claim_device(1); print(os.environ['CUDA_VISIBLE_DEVICES']); time.sleep(2)"
-procs = [subprocess.Popen([sys.executable, "-c", claim], stdout=subprocess.PIPE, text=True) for _ in range(2)]
-print("devices claimed by two concurrent jobs:", [p.communicate()[0].strip() for p in procs])
+import json, subprocess, sys, tempfile
+from nnmanifold.core import gpu
+n = gpu.visible_gpu_count()
+claim = """
+import json, os, sys, time
+from pathlib import Path
+from nnmanifold.core import gpu
+device = gpu.claim_device(2, lock_dir=Path(sys.argv[1]), poll_seconds=0.1)
+lock = os.readlink(f"/proc/self/fd/{gpu._held[-1]}")
+print(json.dumps({"device": device, "visible": os.environ["CUDA_VISIBLE_DEVICES"], "lock": lock}))
+sys.stdout.flush()
+time.sleep(3)  # held while the other job claims
+"""
+env = {k: v for k, v in __import__("os").environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+with tempfile.TemporaryDirectory() as locks:
+    procs = [subprocess.Popen([sys.executable, "-c", claim, locks], stdout=subprocess.PIPE,
+                              text=True, env=env) for _ in range(2)]
+    claims = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+print(f"{n} GPU(s); claims of two concurrent jobs:", claims)
+assert all(c["device"] is not None and str(c["device"]) == c["visible"] for c in claims), claims
+assert claims[0]["lock"] != claims[1]["lock"], "two jobs hold the same slot lock"
+if n >= 2:
+    assert claims[0]["device"] != claims[1]["device"], "two jobs on one GPU while two are free"
+print("PASS distinct slot claims" + (" on distinct devices" if n >= 2 else " (one GPU)"))
 PY
 fi
 

@@ -3,10 +3,13 @@
 Run by hand (not in CI): ``python bench/scale.py --sizes 250 1000``. For each zoo size N it makes
 random activations shaped like real ones (no training), then times the library functions each
 workflow step calls, in the step's order: distances (operators rebuilt from the activations in
-blocks within ``--budget-mb``, and all resident for comparison), features (per network, in a pool of
-``--jobs`` processes as parallel feature jobs would run), Wasserstein, PHATE (both maps),
-statistics and figures. Each stage prints its time and the peak RSS of this process during it
-(worker processes not counted). The last printed line is one JSON object.
+blocks within ``--budget-mb``, and all resident for comparison), the baseline distances the default
+run computes (CKA, RSA, Procrustes, the last on at most ``baselines.max_networks`` networks),
+features (per network, in a pool of ``--jobs`` processes as parallel feature jobs would run),
+Wasserstein, PHATE (every map: diffusion, Wasserstein, each baseline), statistics (informativeness
+of the diffusion distance against the baselines, as the stats step computes it) and figures. Each
+stage prints its time and the peak RSS of this process during it (worker processes not counted).
+The last printed line is one JSON object.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from distances import _proc_status_mb, _reset_peak_rss_mb
 
 from nnmanifold.analysis import features, stats
 from nnmanifold.core.config import validate
-from nnmanifold.geometry import embedding
+from nnmanifold.geometry import embedding, similarity
 from nnmanifold.geometry.diffusion import OperatorSettings, normalize, transition_matrix
 from nnmanifold.geometry.distances import distance_matrix
 from nnmanifold.report import figures_map, figures_stats, style
+from nnmanifold.report.vocabulary import BASELINE_NAMES
 from nnmanifold.zoo.specs import HYPERPARAMETERS
 
 N_CLASSES = 10
@@ -40,6 +44,8 @@ GOAL_S = 180.0  # whole analysis at N = 1,000, n_probe = 200, 2 cores (issue 14)
 SETTINGS = OperatorSettings()
 #: The features section of the default config (the schema's defaults).
 FEATURES = validate({})["features"]
+#: The baselines section of the default config: which distances, and Procrustes's cap.
+BASELINES = validate({})["baselines"]
 GRID = {
     "lr": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
     "depth": [1, 2, 3],
@@ -60,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-perm", type=int, default=999)
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--skip", nargs="*", default=[], help="stages to leave out")
+    parser.add_argument(
+        "--baselines", nargs="*", default=BASELINES["distances"], help="baseline distances"
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -183,6 +192,20 @@ def run_size(n_models: int, args: argparse.Namespace, workdir: Path) -> dict[str
             log,
         )
         log["distances_in_memory"]["max_rel_diff"] = float(np.max(np.abs(D_mem - D) / (D + 1e-300)))
+    baselines = {
+        kind: measure(
+            f"baseline_{kind}",
+            lambda kind=kind: similarity.distance_matrix(
+                activations,
+                kind,
+                SETTINGS.normalization,
+                budget,
+                max_networks=BASELINES["max_networks"],
+            ),
+            log,
+        )
+        for kind in args.baselines
+    }
     with ProcessPoolExecutor(args.jobs, initializer=_one_blas_thread) as pool:
         work = [(X, y) for X in activations]
         results = measure("features", lambda: list(pool.map(_features_of, work, chunksize=8)), log)
@@ -195,6 +218,12 @@ def run_size(n_models: int, args: argparse.Namespace, workdir: Path) -> dict[str
     )
     coords = measure("phate", lambda: embedding.phate_embedding(D), log)
     coords_w = measure("phate_wasserstein", lambda: embedding.phate_embedding(W), log)
+    for kind, result in baselines.items():
+        measure(f"phate_{kind}", lambda D=result.distances: embedding.phate_embedding(D), log)
+    others = {}
+    for kind, result in baselines.items():  # as the stats step aligns a (sub)set with D
+        keep = np.isin(np.arange(n_models), result.networks)
+        others[BASELINE_NAMES[kind]] = (result.distances, keep)
     accuracy = table["test_accuracy"].to_numpy()
     hyper = table[[c for c in HYPERPARAMETERS if c in table]]
     corr = measure(
@@ -204,7 +233,9 @@ def run_size(n_models: int, args: argparse.Namespace, workdir: Path) -> dict[str
     )
     info = measure(
         "stats_informativeness",
-        lambda: stats.map_informativeness(D, accuracy, feats, hyper, n_perm=args.n_perm),
+        lambda: stats.map_informativeness(
+            D, accuracy, feats, hyper, n_perm=args.n_perm, others=others
+        ),
         log,
     )
     if "figures" in args.skip:

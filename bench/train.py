@@ -1,9 +1,10 @@
 """Zoo training throughput: one process per model, the one-model path, and the vectorised path.
 
-CPU (default): 128 MLPs 64-32-10 (synthetic 64-dim inputs, 10 classes), one epoch of 4,000 samples,
-batch 32, SGD + momentum; models/s of each path, measured in one run, everything written to disk as
-a training job does. ``--gpu``: MNIST-shaped MLPs 784-64-64-10 at K=1024, model-epochs/s.
-The last line printed is one JSON object.
+CPU (default): 128 MLPs 64-32-10 (synthetic 64-dim inputs, 10 classes), ``--epochs`` (default 2,
+so that both paths write their checkpoints) of 4,000 samples, batch 32, SGD + momentum; models/s
+of each path, everything written to disk as a training job does. Every path is timed ``--repeats``
+times (the first run cold, on both sides) and its median counts. ``--gpu``: MNIST-shaped MLPs
+784-64-64-10 at K=1024, model-epochs/s. The last line printed is one JSON object.
 
 OpenMP threads wait passively here (``OMP_WAIT_POLICY=PASSIVE`` unless set): on a shared machine
 with more runnable threads than cores, spinning waits made two-thread training 10-15x slower.
@@ -83,7 +84,8 @@ def probe_of(ds: data.Dataset, n: int) -> dict:
 
 
 def per_process(specs: list[dict], ds: data.Dataset, work: Path, threads: int) -> float:
-    """Seconds per model when each model is its own Python process (the old one-job-per-model)."""
+    """Seconds per model when each model is its own Python process (the old one-job-per-model),
+    into a new folder under ``work``."""
     np.savez(
         work / "d.npz",
         x_train=ds.x_train,
@@ -94,10 +96,11 @@ def per_process(specs: list[dict], ds: data.Dataset, work: Path, threads: int) -
     )
     script = work / "one.py"
     script.write_text(ONE_MODEL)
+    run = Path(tempfile.mkdtemp(dir=work))
     start = time.perf_counter()
     for spec in specs:
-        job = work / f"{spec['model_id']}.json"
-        out = str(work / "proc" / spec["model_id"])
+        job = run / f"{spec['model_id']}.json"
+        out = str(run / spec["model_id"])
         job.write_text(
             json.dumps({"spec": spec, "npz": str(work / "d.npz"), "out": out, "threads": threads})
         )
@@ -145,40 +148,67 @@ def vectorised(
     return runs
 
 
+def sequential(specs: list[dict], ds: data.Dataset, probe: dict, work: Path) -> float:
+    """Seconds per model of the one-model path, one model after another in this process, into a
+    new folder under ``work``."""
+    run = Path(tempfile.mkdtemp(dir=work))
+    t = time.perf_counter()
+    for spec in specs:
+        train.train_model(spec, ds, probe, run / spec["model_id"], accelerator="cpu")
+    return (time.perf_counter() - t) / len(specs)
+
+
+def checkpoints(work: Path) -> int:
+    """Checkpoint files written under ``work`` (both paths must write theirs to compare)."""
+    return sum(1 for _ in work.rglob("checkpoints/*"))
+
+
 def cpu(args: argparse.Namespace) -> dict:
     ds = synthetic(4000, 1000, (64,))
-    specs = zoo_specs(args.models, 32, 1, 32, 1)
+    specs = zoo_specs(args.models, 32, 1, 32, args.epochs)
     probe = probe_of(ds, 100)
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    for path in ("vec", "also", "seq", "proc"):
+        (work / path).mkdir()
     load = os.getloadavg()[0]
-    runs = vectorised(specs, ds, probe, work, args.threads, args.repeats)  # the first cold
-    also = vectorised(specs, ds, probe, work, args.threads_also, args.repeats)
+    runs = vectorised(specs, ds, probe, work / "vec", args.threads, args.repeats)
+    also = vectorised(specs, ds, probe, work / "also", args.threads_also, args.repeats)
     torch.set_num_threads(args.threads)
-    vec_s, vec_cpu_s, write_s = min(runs)
-    t = time.perf_counter()
+    vec_s, vec_cpu_s, write_s = np.median(np.array(runs), axis=0)
     seq = specs[: args.sequential]
-    for spec in seq:
-        train.train_model(spec, ds, probe, work / "seq" / spec["model_id"], accelerator="cpu")
-    seq_s = (time.perf_counter() - t) / len(seq)
-    print(f"sequential one-model path: {len(seq)} models timed, {seq_s:.3f} s/model")
-    proc_s = per_process(specs[: args.processes], ds, work, args.threads)
-    print(f"one process per model: {args.processes} models timed, {proc_s:.3f} s/model")
+    seq_runs = [sequential(seq, ds, probe, work / "seq") for _ in range(args.repeats)]
+    seq_s = float(np.median(seq_runs))
+    print(f"sequential one-model path: {len(seq)} models, {args.repeats} runs, {seq_s:.3f} s/model")
+    proc = specs[: args.processes]
+    proc_runs = [per_process(proc, ds, work / "proc", args.threads) for _ in range(args.repeats)]
+    proc_s = float(np.median(proc_runs))
+    print(f"one process per model: {len(proc)} models, {args.repeats} runs, {proc_s:.3f} s/model")
     vec = len(specs) / vec_s
     return {
         "mode": "cpu",
         "models": len(specs),
+        "epochs": args.epochs,
+        "runs_per_path": args.repeats,
+        "checkpoints_per_model": {
+            path: round(checkpoints(work / path) / (n * args.repeats), 2)
+            for path, n in (("vec", len(specs)), ("seq", len(seq)), ("proc", len(proc)))
+        },
         "threads": args.threads,
         "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
         "load_average_before_after": [round(load, 2), round(os.getloadavg()[0], 2)],
         "vectorised_models_per_s": round(vec, 2),
         "vectorised_models_per_s_runs": [round(len(specs) / r[0], 1) for r in runs],
-        f"vectorised_models_per_s_{args.threads_also}_threads": round(len(specs) / min(also)[0], 2),
+        f"vectorised_models_per_s_{args.threads_also}_threads": round(
+            len(specs) / float(np.median([r[0] for r in also])), 2
+        ),
         "vectorised_models_per_cpu_s": round(len(specs) / vec_cpu_s, 2),
         "vectorised_output_writing_s": round(write_s, 3),
         "vectorised_models_per_s_without_writes": round(len(specs) / (vec_s - write_s), 2),
         "sequential_models_per_s": round(1 / seq_s, 3),
+        "sequential_models_per_s_runs": [round(1 / r, 3) for r in seq_runs],
         "sequential_models_timed": len(seq),
         "per_process_models_per_s": round(1 / proc_s, 4),
+        "per_process_models_per_s_runs": [round(1 / r, 4) for r in proc_runs],
         "per_process_models_timed": args.processes,
         "speedup_vs_sequential": round(vec * seq_s, 1),
         "speedup_vs_per_process": round(vec * proc_s, 1),
@@ -215,7 +245,7 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="MNIST-shaped MLPs on CUDA")
     parser.add_argument("--npz", help="--gpu: MNIST as an npz (default: synthetic, same shape)")
     parser.add_argument("--models", type=int, help="zoo size (default 128 on CPU, 1024 on GPU)")
-    parser.add_argument("--epochs", type=int, default=2, help="--gpu: epochs per model")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per model (>= 2 on CPU)")
     parser.add_argument("--sequential", type=int, default=16, help="models timed one by one")
     parser.add_argument("--processes", type=int, default=8, help="models timed one per process")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of every path")
@@ -223,9 +253,11 @@ def main() -> None:
         "--threads-also", type=int, default=2, help="torch threads of a second vectorised timing"
     )
     parser.add_argument(
-        "--repeats", type=int, default=3, help="vectorised runs (the first cold); the best counts"
+        "--repeats", type=int, default=3, help="runs of every path (the first cold); medians count"
     )
     args = parser.parse_args()
+    if not args.gpu and args.epochs < 2:
+        parser.error("--epochs must be at least 2: the vectorised path checkpoints from epoch 2")
     args.models = args.models or (1024 if args.gpu else 128)
     warnings.filterwarnings("ignore")
     logging.getLogger("nnmanifold").setLevel(logging.WARNING)

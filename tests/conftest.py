@@ -113,9 +113,24 @@ def digits() -> tuple:
     return digits_with_probe()
 
 
-def run_killed(workdir: Path, script: str, job: dict, ds, probe: dict) -> None:
+#: The environment of the processes the tests start: this checkout's package and tests first,
+#: as absolute paths, whatever the caller's PYTHONPATH or editable install points at.
+CHILD_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(ROOT / "workflow"), str(ROOT / "tests")]),
+}
+#: Prepended to a killed script: records which nnmanifold package the process imported.
+RECORD_IMPORT = (
+    "import pathlib, nnmanifold\n"
+    "pathlib.Path(__file__).with_name('imported.txt').write_text(nnmanifold.__file__)\n"
+)
+
+
+def run_killed(workdir: Path, script: str, job: dict, ds, probe: dict) -> Path:
     """Run ``script`` in a fresh process that finds the data in ``job.npz`` and its arguments in
-    ``job.json``; it must end by SIGKILL (the script kills itself mid-run)."""
+    ``job.json``; it must end by SIGKILL (the script kills itself mid-run) and must have imported
+    this checkout's package, whose file is returned."""
+    workdir = workdir.resolve()
     np.savez(
         workdir / "job.npz",
         x_train=ds.x_train,
@@ -125,8 +140,16 @@ def run_killed(workdir: Path, script: str, job: dict, ds, probe: dict) -> None:
         px=probe["x"],
     )
     (workdir / "job.json").write_text(json.dumps({**job, "hash": probe["hash"]}))
-    (workdir / "killer.py").write_text(script)
+    (workdir / "killer.py").write_text(RECORD_IMPORT + script)
     proc = subprocess.run(
-        [sys.executable, "killer.py"], cwd=workdir, capture_output=True, text=True
+        [sys.executable, str(workdir / "killer.py")],
+        cwd=workdir,
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == -9, proc.stderr[-2000:]
+    imported = Path((workdir / "imported.txt").read_text())
+    expected = ROOT / "workflow" / "nnmanifold" / "__init__.py"
+    assert imported == expected, f"the killed process imported {imported}, not {expected}"
+    return imported

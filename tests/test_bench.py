@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from datetime import datetime
 from types import ModuleType
 
 from conftest import ROOT
@@ -42,11 +43,27 @@ def test_training_phase_runs_from_the_first_train_start_to_the_last_train_end():
 
 
 def test_training_phase_is_read_from_a_real_snakemake_log(mapped_zoo):
-    """Every train job of a real run is found (the log format is Snakemake's, not ours)."""
+    """Every train job of a real run is found (the log format is Snakemake's, not ours), and
+    the phase lasts at least as long as the longest job's own training (the sum of its members'
+    shares in metrics.json; the log's stamps have one-second resolution) and at most the run."""
+    from nnmanifold.core import storage
+    from nnmanifold.core.paths import Layout
+
     workdir, _ = mapped_zoo
-    seconds, jobs = bench_script("train_pipeline").training_phase((workdir / "run.log").read_text())
-    assert jobs == len(list((workdir / "results" / "train").glob("*.json")))
-    assert seconds >= 0
+    log = (workdir / "run.log").read_text()
+    pipeline = bench_script("train_pipeline")
+    seconds, jobs = pipeline.training_phase(log)
+    layout = Layout(workdir / "results")
+    manifests = sorted((workdir / "results" / "train").glob("*.json"))
+    assert jobs == len(manifests)
+    longest_job = max(
+        sum(storage.read_json(layout.metrics(e["model_id"]))["wall_seconds"] for e in entries)
+        for entries in map(storage.read_json, manifests)
+    )
+    found = [pipeline.STAMP.match(line) for line in log.splitlines()]
+    stamps = [datetime.strptime(m[1], "%a %b %d %H:%M:%S %Y") for m in found if m]
+    run = (max(stamps) - min(stamps)).total_seconds()
+    assert longest_job - 1 <= seconds <= run, (longest_job, seconds, run)
 
 
 def test_gpu_wheels_carry_what_the_device_lacks():

@@ -189,3 +189,45 @@ def test_bad_inputs_are_named_by_the_probe_job(tmp_path, arrays, archs, message)
     assert proc.returncode == 1
     assert re.search(message, proc.stderr), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _probe_file(tmp_path, data_section: dict) -> tuple[dict, data.Dataset]:
+    """The probe set the probe step writes for this data section, and the data set."""
+    from nnmanifold.core import storage
+    from nnmanifold.core.settings import DataSettings
+    from nnmanifold.steps import zoo as zoo_step
+
+    section = validate({"data": data_section})["data"]
+    layout = Layout(tmp_path)
+    zoo_step.probe(layout, DataSettings.of(section), ["mlp"])
+    return storage.read_probe(layout.probe), data.load_dataset(section)
+
+
+def test_the_default_probe_set_and_model_ids_are_unchanged(tmp_path):
+    """data.probe_split defaults to test: the default run's probe hash and model ids are those
+    it had before the option existed (commit 4066e43), so no earlier result is redone."""
+    from nnmanifold.zoo.specs import expand
+
+    probe, ds = _probe_file(tmp_path, {})
+    assert probe["split"] == "test"
+    np.testing.assert_array_equal(probe["x"], ds.x_test[probe["indices"]])
+    assert probe["hash"] == "df73817fcd87f607"
+    assert expand(validate({}))[0]["model_id"] == "b265f4eb361c"
+
+
+def test_a_validation_probe_set_is_drawn_off_the_test_set(tmp_path):
+    """data.probe_split: validation draws the class-balanced probe set from the validation split
+    (held out of training): no probe input is a test input, and model ids stay as they are."""
+    from nnmanifold.zoo.specs import expand
+
+    probe, ds = _probe_file(tmp_path, {"probe_split": "validation", "n_probe": 50})
+    assert probe["split"] == "validation"
+    np.testing.assert_array_equal(probe["x"], ds.x_val[probe["indices"]])
+    np.testing.assert_array_equal(probe["labels"], ds.y_val[probe["indices"]])
+    assert np.bincount(probe["labels"]).tolist() == [5] * 10
+    test_inputs = {row.tobytes() for row in ds.x_test}
+    assert not any(row.tobytes() in test_inputs for row in probe["x"])
+    default, _ = _probe_file(tmp_path / "default", {"n_probe": 50})
+    assert probe["hash"] != default["hash"]
+    config = validate({"data": {"probe_split": "validation"}})
+    assert [s["model_id"] for s in expand(config)] == [s["model_id"] for s in expand(validate({}))]

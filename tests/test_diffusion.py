@@ -153,3 +153,19 @@ def test_torch_median_of_identical_points_is_refused() -> None:
     Y = torch.zeros((1, 6, 2), dtype=torch.float64)
     with pytest.raises(ValueError, match="median off-diagonal distance is 0"):
         kernel_scales(Y, OperatorSettings(sigma="median"))
+
+
+def test_self_transition_is_largest_in_its_row_far_from_the_mean() -> None:
+    """A point is at distance 0 from itself exactly, so its self-transition is the largest in its
+    row; near-duplicate points far from the mean lose that to Gram cancellation (d^2 = 2|y|^2 -
+    2 y.y) unless the diagonal is set to 0, in the torch twin as in the NumPy reference."""
+    rng = np.random.default_rng(0)
+    settings = OperatorSettings(sigma=1.0, normalization="none")
+    far = rng.normal(size=(4, 16)) * 1e6
+    X = np.repeat(far, 10, axis=0) + rng.normal(size=(40, 16)) * 1e-3  # 10 near-copies each
+    Y = torch.from_numpy(centred(X, "none"))[None]
+    out = torch.empty((1, 40, 40), dtype=torch.float64)
+    P = operator_rows(Y, kernel_scales(Y, settings), settings, 0, 40, out)[0].numpy()
+    reference = transition_matrix(X, settings)
+    for name, Q in (("torch", P), ("numpy", reference)):
+        assert (np.diag(Q) == Q.max(axis=1)).all(), name

@@ -292,3 +292,21 @@ def test_truncated_file_is_corrupt(tmp_path: Path) -> None:
     assert read_distances(path)[1] == result.model_ids
     with pytest.raises(FileNotFoundError):
         read_distances(tmp_path / "missing.h5")
+
+
+def test_near_pairs_keep_twelve_digits_across_the_recompute_edge() -> None:
+    """Pairs from d^2 / scale = 3e-3 down to 3e-9 (scale = |a - r|^2 + |b - r|^2, r the mean
+    operator): the Gram identity alone loses digits as the ratio falls (past 1e-12 below ratio
+    1e-5 here); with pairs under RECOMPUTE_RATIO (1e-4) recomputed, every distance keeps 12."""
+    ops = [diffusion_operator(X, SETTINGS) for X in representations(8).values()]
+    ops += [nudge(ops[0], 10.0 ** -(k / 2), seed=k) for k in range(6, 16)]
+    A = np.stack(ops).reshape(len(ops), -1)
+    expected = naive(A[:1], A[8:])[0]
+    centred = A - A.mean(axis=0)
+    sq = np.einsum("ij,ij->i", centred, centred)
+    ratio = expected**2 / (sq[0] + sq[8:])
+    assert ratio.max() > 1e-3 and ratio.min() < 1e-8
+    gram = np.sqrt(np.maximum(sq[0] + sq[8:] - 2 * centred[8:] @ centred[0], 0.0))
+    assert np.max(np.abs(gram - expected) / expected) > 1e-10  # the near pairs need the recompute
+    D = pairwise_frobenius(A)[0, 8:]
+    np.testing.assert_allclose(D, expected, rtol=1e-12, atol=0)

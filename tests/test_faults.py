@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import planned_jobs, snakemake, write_config
+from conftest import ROOT, planned_jobs, run_killed, snakemake, write_config
 
 from nnmanifold.core import storage
 from nnmanifold.core.errors import UserError
@@ -82,18 +82,39 @@ def test_corrupt_json_is_named(tmp_path):
         storage.read_json(path)
 
 
-def test_checkpoint_loading_refuses_pickled_code(tmp_path):
+def test_a_checkpoint_with_pickled_code_is_refused_and_set_aside(digits, tmp_path):
+    """The project's own resume path loads weights only: a checkpoint that would run code when
+    unpickled is set aside unrun, and the model trains afresh."""
+    from nnmanifold.core.config import validate
+    from nnmanifold.train.job import train_model
+    from nnmanifold.zoo.specs import expand
+
     marker = tmp_path / "pwned"
 
     class Exploit:
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    ckpt = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "payload": Exploit()}, ckpt)
-    with pytest.raises(Exception, match="[Ww]eights only"):
-        torch.load(ckpt, weights_only=True)
-    assert not marker.exists()
+    out = tmp_path / "model"
+    (out / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {}, "payload": Exploit()}, out / "checkpoints" / "last.ckpt")
+    spec = expand(validate({"zoo": {"seeds": [0], "space": {"epochs": [1], "width": [16]}}}))[0]
+    metrics = train_model(spec, *digits, out, accelerator="cpu")
+    assert not marker.exists(), "loading a checkpoint ran the code pickled in it"
+    assert (out / "checkpoints" / "last.ckpt.failed").is_file()
+    assert metrics["status"] == "ok" and not metrics["resumed"]
+
+
+def test_the_sigkill_harness_runs_this_checkout(digits, tmp_path, monkeypatch):
+    """A relative PYTHONPATH, resolved in the killed process's own folder, would import another
+    copy of the package (here a decoy); the harness sets its own and checks what was imported."""
+    decoy = tmp_path / "workflow" / "nnmanifold"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", "workflow")
+    script = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    imported = run_killed(tmp_path, script, {}, *digits)
+    assert imported == ROOT / "workflow" / "nnmanifold" / "__init__.py"
 
 
 def _read_tables(workdir):

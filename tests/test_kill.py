@@ -5,7 +5,6 @@ any faster cache inherits it.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import CHILD_ENV
 
 from nnmanifold.core import storage
 from nnmanifold.geometry.diffusion import OperatorSettings, diffusion_operator
@@ -26,7 +25,6 @@ ATTRS = fingerprint(SETTINGS, "probe", "penultimate")
 N_POINTS = 120
 N_MODELS = 12
 BUDGET = 64 * 2**20
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "workflow"), str(ROOT / "tests")])}
 
 # Recomputes (incrementally) and rewrites the distance cache forever, one model changed each time.
 WRITER = """
@@ -62,7 +60,7 @@ def test_the_distance_cache_survives_sigkill_at_the_write(tmp_path: Path) -> Non
             [sys.executable, "-c", WRITER, str(cache_path), str(round_)],
             stdout=subprocess.PIPE,
             text=True,
-            env=ENV,
+            env=CHILD_ENV,
         )
         for _ in range(int(rng.integers(1, 4))):  # some progress, a different amount each round
             assert writer.stdout.readline(), "the writer died on its own"
@@ -120,7 +118,7 @@ def test_a_full_disk_leaves_no_partial_file_and_says_so(tmp_path: Path, what: st
     proc = subprocess.run(
         ["bash", "-c", f'ulimit -f {limit_kb}; exec "$0" -c "$1" "$2" "$3"']
         + [sys.executable, FULL_DISK, what, str(target)],
-        env=ENV,
+        env=CHILD_ENV,
         capture_output=True,
         text=True,
     )

@@ -55,10 +55,30 @@ def test_run_search_counts_the_initial_zoo_and_never_repeats():
 
 def test_summary_of_known_curves():
     best = np.array([[0.5, 0.9, 0.9], [0.5, 0.5, 0.6]])
-    row = bench.summarise(best, best, target=0.9)
+    picked = np.array([[0.4, 0.7, 0.7], [0.4, 0.4, 0.5]])
+    row = bench.summarise(best, picked, target=0.9)
     assert row["final_best_val"][0] == pytest.approx(0.75)
+    assert row["test_of_chosen"][0] == pytest.approx(0.6)  # the last picked: 0.7 and 0.5
     assert row["auc_val"][0] == pytest.approx(np.mean([2.3 / 3, 1.6 / 3]), abs=1e-4)
     assert row["reached_p95"] == "1/2" and row["to_p95"] == np.median([2, 4])
+
+
+def test_the_reported_test_accuracy_is_the_validation_choices():
+    """At every step of every curve, the test accuracy reported is that of the model with the
+    best validation accuracy so far (never the best test accuracy: that would leak the test set)."""
+    from nnmanifold.core.settings import SearchBenchmarkSettings
+
+    rng = np.random.default_rng(0)
+    val = rng.permutation(len(GRID)) / len(GRID)  # distinct, so each best names one model
+    test = rng.permutation(len(GRID)) / len(GRID)  # unrelated to validation
+    settings = SearchBenchmarkSettings(
+        repeats=2, initial=2, budget=8, per_round=2, map="mds", seed=0
+    )
+    D = np.abs(val[:, None] - val[None, :])
+    _, best, picked, _ = bench.benchmark(GRID, val, test, D, settings)
+    for method in bench.METHODS:
+        chosen = [[int(np.flatnonzero(val == b)[0]) for b in row] for row in best[method]]
+        np.testing.assert_array_equal(picked[method], test[chosen], err_msg=method)
 
 
 def test_the_benchmark_target_compares_the_three_methods_on_the_trained_zoo(mapped_zoo):

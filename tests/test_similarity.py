@@ -251,3 +251,18 @@ def test_the_procrustes_step_reads_only_the_networks_it_compares(
     expected = distance_matrix(as32, "procrustes", "l2", BUDGET, max_networks=5)
     assert len(opened) == 5 and written == [ids[i] for i in expected.networks]
     assert np.abs(D - expected.distances).max() <= 1e-12
+
+
+def test_procrustes_near_pairs_keep_twelve_digits_across_the_recompute_edge() -> None:
+    """Near-rotations from d^2 / 2 = 2e-3 down to 2e-8 (both unit norm): sqrt(2 - 2 |A^T B|_*)
+    alone loses digits as about 5e-17 / ratio (past 1e-12 below ratio ~5e-5); with pairs under
+    RECOMPUTE_RATIO (1e-4) recomputed as ||A Q - B||, every distance keeps 12."""
+    X = zoo()[3]
+    R = rotated_scaled(X, 1.0, seed=2)
+    noise = np.random.default_rng(3).normal(size=R.shape)
+    noise *= np.linalg.norm(X - X.mean(0)) / np.linalg.norm(noise)
+    reps = [X] + [R + 10.0 ** -(k / 2) * noise for k in range(2, 9)]
+    D = distance_matrix(reps, "procrustes", "none", BUDGET).distances[0, 1:]
+    expected = np.array([procrustes_slow(X, Y, "none") for Y in reps[1:]])
+    assert (expected**2 / 2).max() > 1e-3 and (expected**2 / 2).min() < 1e-7
+    np.testing.assert_allclose(D, expected, rtol=1e-12, atol=0)

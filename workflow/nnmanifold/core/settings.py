@@ -56,16 +56,19 @@ class DataSettings(Section):
     split_seed: int
     n_probe: int
     probe_seed: int
+    probe_split: str
     max_train: int | None
     layout: str = "auto"
     RUN: ClassVar[tuple[str, ...]] = ("data_dir", "download")
 
     def identity(self) -> dict[str, Any]:
-        """The section's identity; ``layout`` only when set, so configs from before it keep
-        their probe job."""
+        """The section's identity; ``layout`` and ``probe_split`` only when not their defaults,
+        so configs from before them keep their probe job."""
         identity = super().identity()
         if self.layout == "auto":
             identity.pop("layout")
+        if self.probe_split == "test":
+            identity.pop("probe_split")
         return identity
 
     def training_identity(self) -> dict[str, Any]:

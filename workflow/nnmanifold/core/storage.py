@@ -224,8 +224,8 @@ def _library_versions() -> tuple[tuple[str, str], ...]:
 
 
 def write_probe(path: str | os.PathLike, probe: dict[str, Any]) -> None:
-    """Store the probe set once per zoo: indices into the test split, labels, inputs, hash, and
-    the test split's chance accuracy (majority-class rate)."""
+    """Store the probe set once per zoo: indices into the split it was drawn from (``split``:
+    test or validation), labels, inputs, hash, and the test split's chance accuracy."""
     import h5py
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -233,6 +233,7 @@ def write_probe(path: str | os.PathLike, probe: dict[str, Any]) -> None:
             f.create_dataset(key, data=probe[key])
         f.attrs["hash"] = probe["hash"]
         f.attrs["dataset"] = probe["dataset"]
+        f.attrs["split"] = probe["split"]
         f.attrs["chance_accuracy"] = probe["chance_accuracy"]
 
 
@@ -244,6 +245,7 @@ def read_probe(path: str | os.PathLike) -> dict[str, Any]:
         with h5py.File(path, "r") as f:
             probe = {key: f[key][()] for key in ("indices", "labels", "x")}
             probe.update(hash=str(f.attrs["hash"]), dataset=str(f.attrs["dataset"]))
+            probe["split"] = str(f.attrs.get("split", "test"))  # files from before probe_split
             probe["chance_accuracy"] = float(f.attrs.get("chance_accuracy", "nan"))
     except (OSError, KeyError) as err:
         raise CorruptFileError(

@@ -39,20 +39,25 @@ def provenance(layout: Layout, config: dict[str, Any]) -> None:
 
 
 def probe(layout: Layout, data: DataSettings, archs: Sequence[str]) -> None:
-    """Draw the class-balanced probe set from the test split and store it with its hash."""
+    """Draw the class-balanced probe set from ``data.probe_split`` (test or validation) and
+    store it with its hash."""
     from nnmanifold.zoo import data as data_lib
 
     ds = data_lib.load_dataset(data.loader_config())
     data_lib.check_architectures(ds, archs, data.npz_path or ds.name)
-    idx = data_lib.probe_indices(ds.y_test, data.n_probe, data.probe_seed)
-    labels, x = ds.y_test[idx], ds.x_test[idx]
+    x_pool, y_pool = data_lib.probe_pool(ds, data.probe_split)
+    idx = data_lib.probe_indices(y_pool, data.n_probe, data.probe_seed, data.probe_split)
+    labels, x = y_pool[idx], x_pool[idx]
     record = {
         "indices": idx,
         "labels": labels,
         "x": x,
+        "split": data.probe_split,
         "dataset": ds.name,
         "hash": data_lib.probe_hash(ds.name, idx, labels, x),
         "chance_accuracy": data_lib.chance_accuracy(ds.y_test),
     }
     storage.write_probe(layout.probe, record)
-    log.info("probe set of %d points (hash %s) written", len(idx), record["hash"])
+    log.info(
+        "probe set of %d %s points (hash %s) written", len(idx), data.probe_split, record["hash"]
+    )

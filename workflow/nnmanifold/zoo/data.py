@@ -93,15 +93,25 @@ def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return np.sort(train), np.sort(val)
 
 
-def probe_indices(y_test: np.ndarray, n_probe: int, seed: int) -> np.ndarray:
-    """Indices of a class-balanced probe set drawn from the test split, sorted by class.
+def probe_pool(ds: Dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and labels of the split the probe set is drawn from (``data.probe_split``)."""
+    if split == "test":
+        return ds.x_test, ds.y_test
+    if split == "validation" and ds.x_val is not None:
+        return ds.x_val, ds.y_val
+    raise DataError(f"data.probe_split {split!r}: {ds.name} has no such split; use test")
+
+
+def probe_indices(y_test: np.ndarray, n_probe: int, seed: int, split: str = "test") -> np.ndarray:
+    """Indices of a class-balanced probe set drawn from a split's labels (the test split's by
+    default), sorted by class.
 
     Each class gets n_probe // K points; the remainder goes to classes picked with the same seed.
     """
     classes = np.unique(y_test)
     if n_probe > len(y_test):
         raise DataError(
-            f"data.n_probe is {n_probe} but the test split has only {len(y_test)} points; "
+            f"data.n_probe is {n_probe} but the {split} split has only {len(y_test)} points; "
             "lower data.n_probe"
         )
     rng = np.random.default_rng(seed)
@@ -112,7 +122,7 @@ def probe_indices(y_test: np.ndarray, n_probe: int, seed: int) -> np.ndarray:
         pool = np.flatnonzero(y_test == c)
         if q > len(pool):
             raise DataError(
-                f"class {c} has {len(pool)} test points but the balanced probe set needs {q}; "
+                f"class {c} has {len(pool)} {split} points but the balanced probe set needs {q}; "
                 "lower data.n_probe"
             )
         chosen.append(np.sort(rng.choice(pool, q, replace=False)))
