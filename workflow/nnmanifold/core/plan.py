@@ -6,7 +6,6 @@ print them before any job starts.
 
 from __future__ import annotations
 
-import math
 import shutil
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -17,6 +16,7 @@ import numpy as np
 
 from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import DataSettings
+from nnmanifold.zoo import architecture
 
 #: Input shape per row and number of classes of the built-in data sets.
 KNOWN_DATA = {
@@ -99,24 +99,9 @@ def remove(paths: Iterable[Path]) -> None:
 
 
 def _layers(spec: dict[str, Any], shape: tuple[int, ...], n_classes: int) -> tuple[list[int], int]:
-    """Each hidden layer's flattened width and the parameter count, as models.Classifier builds
-    them (a test checks the two agree)."""
-    widths, params = [], 0
-    if spec["arch"] == "cnn":
-        channels, size = shape[0], shape[1]
-        for _ in range(spec["depth"]):
-            params += channels * spec["channels"] * 9 + spec["channels"]
-            size = size // 2 if size >= 2 else size
-            channels = spec["channels"]
-            widths.append(channels * size * size)
-        n_in = widths[-1]
-    else:
-        n_in = math.prod(shape)
-    for _ in range(1 if spec["arch"] == "cnn" else spec["depth"]):
-        params += n_in * spec["width"] + spec["width"]
-        widths.append(spec["width"])
-        n_in = spec["width"]
-    return widths, params + n_in * n_classes + n_classes
+    """Each hidden layer's flattened width and the parameter count (``zoo.architecture``)."""
+    layers = architecture.layers(spec, shape, n_classes)
+    return [layer.width for layer in layers[:-1]], sum(layer.n_parameters for layer in layers)
 
 
 def _npy_shape(zf: zipfile.ZipFile, name: str) -> tuple[int, ...]:
