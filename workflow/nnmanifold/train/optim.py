@@ -3,9 +3,10 @@ hyperparameters: ``torch.optim.SGD`` and ``torch.optim.Adam`` member by member.
 
 They follow the ``torch.optim.Optimizer`` contract (param groups, ``state_dict`` and
 ``load_state_dict``, ``step(closure)``); a param group's hyperparameters are lists with one value
-per member. ``step(members=mask)`` updates only the members in the boolean mask (K,): the others
-keep their weights and optimiser state bit for bit (given a finite gradient), which is how a group
-stops a member that is done or diverged without copying it out.
+per member. ``step(members=mask)`` updates only the members in the boolean mask (K,): the
+others, whose gradient must be zero (a group masks their losses out), keep their weights and
+optimiser state bit for bit. That is how a group stops a member that is done or diverged without
+copying it out.
 """
 
 from __future__ import annotations
@@ -34,11 +35,6 @@ class _Stacked(torch.optim.Optimizer):
             self._columns[key] = (column if double else column.float()).to(device)
         return self._columns[key]
 
-    def _live(self, members: torch.Tensor | None, p: torch.Tensor) -> torch.Tensor:
-        if members is None:
-            return torch.ones(p.shape[0], dtype=torch.bool, device=p.device)
-        return members.to(p.device)
-
     def step(
         self, closure: Callable[[], Any] | None = None, members: torch.Tensor | None = None
     ) -> Any:
@@ -49,12 +45,19 @@ class _Stacked(torch.optim.Optimizer):
                 loss = closure()
         with torch.no_grad():
             for group in self.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        self._update(p, group, self._live(members, p))
+                params = [p for p in group["params"] if p.grad is not None]
+                if not params:
+                    continue
+                device = params[0].device
+                if members is None:
+                    live = torch.ones(params[0].shape[0], dtype=torch.bool, device=device)
+                else:
+                    live = members.to(device)
+                self._update(params, group, live)
         return loss
 
-    def _update(self, p: torch.Tensor, group: dict[str, Any], live: torch.Tensor) -> None:
+    def _update(self, params: list[torch.Tensor], group: dict[str, Any], live: torch.Tensor):
+        """Update the stacked ``params`` of one param group (all on one device)."""
         raise NotImplementedError
 
 
@@ -77,21 +80,26 @@ class GroupSGD(_Stacked):
         defaults = {"lr": list(lr), "momentum": list(momentum), "weight_decay": list(weight_decay)}
         super().__init__(params, defaults)
 
-    def _update(self, p: torch.Tensor, group: dict[str, Any], live: torch.Tensor) -> None:
+    def _update(self, params: list[torch.Tensor], group: dict[str, Any], live: torch.Tensor):
         """A zero buffer is torch's first step (buffer = gradient); momentum 0 is plain SGD.
-        A member left out gets lr 0, momentum 1 and a zero gradient: weights and buffer stay."""
-        state = self.state[p]
-        if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(p)
-        buf = state["momentum_buffer"]
-        keep = live.to(p.dtype)
-        lr = self._column(group["lr"], p.device) * keep
-        momentum = torch.where(live, self._column(group["momentum"], p.device), 1.0)
-        d = p.grad * _per_member(keep, p)
-        if any(group["weight_decay"]):
-            d.addcmul_(p, _per_member(self._column(group["weight_decay"], p.device) * keep, p))
-        torch.addcmul(d, buf, _per_member(momentum, p), out=buf)
-        p.addcmul_(buf, _per_member(lr, p), value=-1)
+        A member left out gets lr 0, momentum 1 and no weight decay: with the zero gradient it
+        must have, its weights and buffer stay bit for bit (no per-weight masks)."""
+        device = live.device
+        keep = live.to(params[0].dtype)
+        lr = self._column(group["lr"], device) * keep
+        momentum = torch.where(live, self._column(group["momentum"], device), 1.0)
+        decay, decays = (
+            self._column(group["weight_decay"], device) * keep,
+            any(group["weight_decay"]),
+        )
+        for p in params:
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            buf = state["momentum_buffer"]
+            d = p.grad.addcmul(p, _per_member(decay, p)) if decays else p.grad
+            torch.addcmul(d, buf, _per_member(momentum, p), out=buf)
+            p.addcmul_(buf, _per_member(lr, p), value=-1)
 
 
 class GroupAdam(_Stacked):
@@ -117,28 +125,31 @@ class GroupAdam(_Stacked):
         }
         super().__init__(params, defaults)
 
-    def _update(self, p: torch.Tensor, group: dict[str, Any], live: torch.Tensor) -> None:
+    def _update(self, params: list[torch.Tensor], group: dict[str, Any], live: torch.Tensor):
         """Bias corrections in double precision, as torch.optim computes them."""
-        state = self.state[p]
-        if "steps" not in state:
-            state["steps"] = torch.zeros(p.shape[0], device=p.device)
-            state["exp_avg"] = torch.zeros_like(p)
-            state["exp_avg_sq"] = torch.zeros_like(p)
-        state["steps"] += live.to(state["steps"].dtype)
-        m, v = state["exp_avg"], state["exp_avg_sq"]
+        device = live.device
 
         def column(key: str, double: bool = False) -> torch.Tensor:
-            return self._column(group[key], p.device, double)
+            return self._column(group[key], device, double)
 
         b1, b2 = column("beta1", True), column("beta2", True)
-        d = p.grad + _per_member(column("weight_decay"), p) * p
-        new_m = m.lerp(d, _per_member((1 - b1).float(), p))
-        new_v = v * _per_member(b2.float(), p) + _per_member((1 - b2).float(), p) * d * d
-        step = state["steps"].clamp(min=1).double()
-        step_size = _per_member((column("lr").double() / (1 - b1**step)).float(), p)
-        correction2 = _per_member((1 - b2**step).sqrt().float(), p)
-        denom = new_v.sqrt() / correction2 + _per_member(column("eps"), p)
-        keep = _per_member(live, p)
-        m.copy_(torch.where(keep, new_m, m))
-        v.copy_(torch.where(keep, new_v, v))
-        p.copy_(torch.where(keep, p - step_size * new_m / denom, p))
+        lr, decay, eps = column("lr").double(), column("weight_decay"), column("eps")
+        for p in params:
+            state = self.state[p]
+            if "steps" not in state:
+                state["steps"] = torch.zeros(p.shape[0], device=device)
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = torch.zeros_like(p)
+            state["steps"] += live.to(state["steps"].dtype)
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            d = p.grad + _per_member(decay, p) * p
+            new_m = m.lerp(d, _per_member((1 - b1).float(), p))
+            new_v = v * _per_member(b2.float(), p) + _per_member((1 - b2).float(), p) * d * d
+            step = state["steps"].clamp(min=1).double()
+            step_size = _per_member((lr / (1 - b1**step)).float(), p)
+            correction2 = _per_member((1 - b2**step).sqrt().float(), p)
+            denom = new_v.sqrt() / correction2 + _per_member(eps, p)
+            keep = _per_member(live, p)
+            m.copy_(torch.where(keep, new_m, m))
+            v.copy_(torch.where(keep, new_v, v))
+            p.copy_(torch.where(keep, p - step_size * new_m / denom, p))
