@@ -1,4 +1,5 @@
-"""Vectorised group training: matches the one-model path, isolates members, resumes, stops."""
+"""Vectorised group training: matches the one-model path (SGD and Adam, weight decay, dropout),
+isolates members, records a diverged member, resumes, stops."""
 
 import logging
 import os
@@ -15,7 +16,7 @@ from conftest import ACCELERATOR, run_killed
 from nnmanifold.core import storage
 from nnmanifold.core.config import validate
 from nnmanifold.core.paths import Layout
-from nnmanifold.train import group
+from nnmanifold.train import group, members, stacked
 from nnmanifold.train import job as train
 from nnmanifold.train.models import Classifier
 from nnmanifold.zoo import data
@@ -28,112 +29,23 @@ def _specs(seeds=(0,), **space):
 
 
 def _epochs_logged(results, model_id):
-    return pd.read_csv(Layout(results).model_dir(model_id) / train.EPOCH_LOG)
-
-
-# --- numerical pieces against slow references ---------------------------------------------
-
-
-def test_stacked_forward_equals_each_classifier(digits):
-    ds, _ = digits
-    specs = _specs(seeds=(0, 1, 2), arch="cnn", depth=2, width=8, channels=3)
-    specs += _specs(seeds=(0, 1), arch="mlp", depth=2, width=8)
-    x = torch.from_numpy(ds.x_test[:20])
-    for same in (specs[:3], specs[3:]):
-        states = [group.fresh_state(s, ds.input_shape, ds.n_classes) for s in same]
-        module = group.GroupClassifier(same, ds, states)
-        logits, hidden = group.forward(module.blocks, module.params(), module.activation, x, True)
-        per_model = torch.stack([x] * len(same))
-        logits_b, _ = group.forward(
-            module.blocks, module.params(), module.activation, per_model, False
-        )
-        for k, spec in enumerate(same):
-            pl.seed_everything(spec["seed"], verbose=False)
-            one = Classifier(spec, ds.input_shape, ds.n_classes).eval()
-            with torch.no_grad():
-                torch.testing.assert_close(logits[k], one(x), rtol=1e-5, atol=1e-5)
-                torch.testing.assert_close(logits_b[k], one(x), rtol=1e-5, atol=1e-5)
-                for name, h in one.hidden(x).items():
-                    torch.testing.assert_close(hidden[name][k], h, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_vectorised_optimiser_follows_torch_optim(optimizer):
-    gen = torch.Generator().manual_seed(0)
-    K, shape = 3, (4, 5)
-    p0 = torch.randn(K, *shape, generator=gen)
-    grads = [torch.randn(K, *shape, generator=gen) for _ in range(4)]
-    lr = torch.tensor([0.1, 0.01, 0.5])
-    momentum, wd = torch.tensor([0.9, 0.0, 0.5]), torch.tensor([0.0, 1e-2, 1e-3])
-    p, slot1, slot2 = p0.clone(), torch.zeros_like(p0), torch.zeros_like(p0)
-    for t, g in enumerate(grads, start=1):
-        if optimizer == "sgd":
-            p, slot1 = group.sgd_update(p, g, slot1, lr, momentum, wd)
-        else:
-            step = torch.full((K,), float(t))
-            p, slot1, slot2 = group.adam_update(p, g, slot1, slot2, step, lr, wd)
-    for k in range(K):
-        ref = torch.nn.Parameter(p0[k].clone())
-        if optimizer == "sgd":
-            opt = torch.optim.SGD(
-                [ref], lr=float(lr[k]), momentum=float(momentum[k]), weight_decay=float(wd[k])
-            )
-        else:
-            opt = torch.optim.Adam([ref], lr=float(lr[k]), weight_decay=float(wd[k]))
-        for g in grads:
-            ref.grad = g[k].clone()
-            opt.step()
-        torch.testing.assert_close(p[k], ref.detach(), rtol=1e-6, atol=1e-7)
-
-
-def test_member_cross_entropy_equals_torch_per_model():
-    gen = torch.Generator().manual_seed(0)
-    K, n, C = 3, 7, 10
-    feature_major = torch.randn(K, C, n, generator=gen) * 5  # the layout forward gives
-    logits = feature_major.transpose(1, 2).requires_grad_()
-    y = torch.randint(0, C, (K, n), generator=gen)
-    weights = torch.tensor([1.0, 0.0, 2.5])
-    (group.member_cross_entropy(logits, y) * weights).sum().backward()
-    for k in range(K):
-        ref = logits.detach()[k].clone().requires_grad_()
-        loss = torch.nn.functional.cross_entropy(ref, y[k])
-        torch.testing.assert_close(group.member_cross_entropy(logits, y)[k], loss)
-        (loss * weights[k]).backward()
-        torch.testing.assert_close(logits.grad[k], ref.grad)
-
-
-def test_dropout_stream_is_per_model_uniform_and_keyed():
-    keys = group.dropout_keys([0, 1, 2], [0, 0, 0])
-    u = group.uniforms(keys, 5, (200, 50))
-    alone = group.uniforms(keys[1:2], 5, (200, 50))
-    assert torch.equal(u[1], alone[0])  # a row depends on its own key only
-    assert not torch.equal(u[0], u[1])
-    assert not torch.equal(u, group.uniforms(keys, 6, (200, 50)))
-    assert abs(u.mean().item() - 0.5) < 0.01 and u.min() >= 0 and u.max() < 1
-    hist = torch.histc(u, bins=10, min=0, max=1) / u.numel()
-    assert torch.allclose(hist, torch.full((10,), 0.1), atol=0.01)
+    return pd.read_csv(Layout(results).model_files(model_id).epoch_log)
 
 
 # --- (a) equivalence with the one-model path -------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "space",
-    [
-        {"arch": "mlp", "width": 16, "depth": 2, "epochs": 2},
-        {"arch": "cnn", "channels": 4, "width": 16, "depth": 1, "epochs": 1},
-    ],
-)
-def test_group_matches_the_one_model_path(digits, tmp_path, space):
-    ds, probe = digits
-    specs = _specs(seeds=(0, 1), lr=0.05, **space)
-    states = [group.fresh_state(s, ds.input_shape, ds.n_classes) for s in specs]
-    module = group.GroupClassifier(specs, ds, states)
-    for k, spec in enumerate(specs):  # initial weights: bitwise those of train_model
-        pl.seed_everything(spec["seed"], workers=True, verbose=False)
-        reference = Classifier(spec, ds.input_shape, ds.n_classes).state_dict()
-        for name, w in module.params().items():
-            assert torch.equal(w[k], reference[name]), name
+def test_initial_weights_and_data_order_are_the_one_model_paths(digits):
+    ds, _ = digits
+    for space in ({"arch": "mlp", "width": 16}, {"arch": "cnn", "channels": 4, "width": 16}):
+        specs = _specs(seeds=(0, 1), **space)
+        states = members.fresh_states(specs, ds.input_shape, ds.n_classes)
+        module = group.GroupClassifier(specs, ds, states)
+        for k, spec in enumerate(specs):  # initial weights: bitwise those of train_model
+            pl.seed_everything(spec["seed"], workers=True, verbose=False)
+            reference = Classifier(spec, ds.input_shape, ds.n_classes).state_dict()
+            for name, w in module.model.params().items():
+                assert torch.equal(w[k], reference[name]), name
     for epoch in (0, 1):  # data order: bitwise what the one-model DataLoader's sampler gives
         order = group.epoch_order([s["seed"] for s in specs], [epoch] * 2, len(ds.y_train))
         for k, spec in enumerate(specs):
@@ -141,23 +53,99 @@ def test_group_matches_the_one_model_path(digits, tmp_path, space):
             sampler.set_epoch(epoch)
             assert order[k].tolist() == list(sampler)
 
+
+def _both_paths(specs, ds, probe, tmp_path):
+    """Each spec trained in one group (train_job) and alone (train_model): (group, one) pairs."""
     grouped = train.train_job(specs, ds, probe, tmp_path / "group", accelerator="cpu")
-    assert [m["group_size"] for m in grouped] == [2, 2]
-    for spec, g in zip(specs, grouped, strict=True):
-        one = train.train_model(spec, ds, probe, tmp_path / "one" / spec["model_id"], "cpu")
+    assert [m["group_size"] for m in grouped] == [len(specs)] * len(specs)
+    alone = [
+        train.train_model(s, ds, probe, tmp_path / "one" / s["model_id"], "cpu") for s in specs
+    ]
+    for g, one in zip(grouped, alone, strict=True):
         assert g["status"] == one["status"] == "ok"
+        assert g["epochs_completed"] == one["epochs_completed"] == g["spec"]["epochs"]
+    return grouped, alone
+
+
+OPTIMISERS = {
+    "sgd": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3},
+    "adam": {"optimizer": "adam", "lr": 3e-3, "weight_decay": 1e-3},
+}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize(
+    "space",
+    [
+        {"arch": "mlp", "width": 16, "depth": 2, "epochs": 2},
+        {"arch": "cnn", "channels": 4, "width": 16, "depth": 1, "epochs": 1},
+    ],
+)
+def test_group_matches_the_one_model_path(digits, tmp_path, space, optimizer):
+    """Without dropout the two paths do the same arithmetic: equal to float rounding."""
+    ds, probe = digits
+    specs = _specs(seeds=(0, 1), **OPTIMISERS[optimizer], **space)
+    grouped, alone = _both_paths(specs, ds, probe, tmp_path)
+    for spec, g, one in zip(specs, grouped, alone, strict=True):
         assert abs(g["test_accuracy"] - one["test_accuracy"]) <= 0.005
         assert abs(g["test_loss"] - one["test_loss"]) <= 1e-3 * one["test_loss"]
-        assert g["epochs_completed"] == spec["epochs"]
         X, attrs = storage.read_activations(
-            Layout(tmp_path / "group").model_dir(spec["model_id"]) / "activations.h5",
-            probe_hash=probe["hash"],
+            Layout(tmp_path / "group").activations(spec["model_id"]), probe_hash=probe["hash"]
         )
         X1, attrs1 = storage.read_activations(
             tmp_path / "one" / spec["model_id"] / "activations.h5"
         )
         assert attrs["layer_order"] == attrs1["layer_order"]
         np.testing.assert_allclose(X, X1, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_group_with_dropout_matches_the_one_model_path_statistically(digits, tmp_path, optimizer):
+    """With dropout the masks differ (a counter-based stream against torch's generator), so the
+    paths agree in distribution: over 3 seeds, mean test loss within 10 % and accuracy within
+    0.06 (measured: 2.5 % and 0.03 with SGD, 3.2 % and 0.004 with Adam). Scaling kept units by
+    1 - p, or keeping them with probability p, moved the loss by 16-83 % and accuracy by
+    0.19-0.47."""
+    ds, probe = digits
+    specs = _specs(seeds=(0, 1, 2), **OPTIMISERS[optimizer], width=32, dropout=0.4, epochs=2)
+    grouped, alone = _both_paths(specs, ds, probe, tmp_path)
+    loss_g, loss_1 = (np.mean([m["test_loss"] for m in ms]) for ms in (grouped, alone))
+    acc_g, acc_1 = (np.mean([m["test_accuracy"] for m in ms]) for ms in (grouped, alone))
+    print(
+        f"{optimizer}: test loss group {loss_g:.4f} one {loss_1:.4f}; acc {acc_g:.4f} {acc_1:.4f}"
+    )
+    assert abs(loss_g - loss_1) <= 0.10 * loss_1
+    assert abs(acc_g - acc_1) <= 0.06
+
+
+def test_dropout_in_training_has_the_one_model_expectation_and_keep_rate(digits):
+    """The group's training forward averaged over dropout draws equals the one-model path's
+    (nn.Dropout) averaged over as many draws, and both keep 1 - p of the units."""
+    ds, _ = digits
+    p, draws = 0.3, 400
+    spec = _specs(width=32, depth=1, dropout=p)[0]
+    model = members.fresh_states([spec], ds.input_shape, ds.n_classes)
+    weights, _ = members.stack(model)
+    group_model = stacked.StackedClassifier([spec], ds.input_shape, ds.n_classes, weights)
+    one = Classifier(spec, ds.input_shape, ds.n_classes)
+    one.load_state_dict({n: w[0] for n, w in weights.items()})
+    x = torch.from_numpy(ds.x_test[:8])
+    keys = stacked.dropout_keys([spec["seed"]], [0])
+    with torch.no_grad():
+        ours = torch.stack([group_model(x[None], (keys, c))[0][0] for c in range(draws)])
+        one.train()
+        torch.manual_seed(0)
+        theirs = torch.stack([one(x) for _ in range(draws)])
+        one.eval()
+        plain = one(x)
+    se = (ours.std(0) ** 2 / draws + theirs.std(0) ** 2 / draws).sqrt()
+    assert ((ours.mean(0) - theirs.mean(0)).abs() < 5 * se + 1e-4).all()
+    # with a single dropout before a linear head the expectation is the eval-mode output
+    assert ((ours.mean(0) - plain).abs() < 5 * ours.std(0) / draws**0.5 + 1e-4).all()
+    h = torch.ones(1, 1000, 50)
+    kept = (stacked.dropout(h, torch.tensor([p]), keys, 3) != 0).float().mean().item()
+    kept_one = (torch.nn.Dropout(p)(torch.ones(50, 1000)) != 0).float().mean().item()
+    assert abs(kept - (1 - p)) < 0.01 and abs(kept - kept_one) < 0.015
 
 
 # --- (b) isolation ----------------------------------------------------------------------------
@@ -171,6 +159,10 @@ def test_a_diverging_member_does_not_touch_the_others(digits, tmp_path):
     without = train.train_job(good, ds, probe, tmp_path / "b", accelerator="cpu")
     assert [m["group_size"] for m in with_bad] == [3, 3, 3]
     assert with_bad[2]["status"] == "diverged" and np.isnan(with_bad[2]["test_loss"])
+    # it diverged in its first epoch: no epoch completed, and its log says where it stopped
+    assert with_bad[2]["epochs_completed"] == 0 and with_bad[0]["epochs_completed"] == 2
+    logged = _epochs_logged(tmp_path / "a", bad[0]["model_id"])
+    assert list(logged["epoch"]) == [0] and list(logged["diverged"]) == [1]
     for a, b in zip(with_bad[:2], without, strict=True):
         assert a["status"] == b["status"] == "ok"
         assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-6)
@@ -245,7 +237,7 @@ def test_sigkill_mid_epoch_resumes_without_repeating_an_epoch(digits, tmp_path):
     for spec in specs:
         out = Layout(results).model_dir(spec["model_id"])
         assert not (out / "metrics.json").exists()
-        assert (out / "checkpoints" / train.GROUP_CHECKPOINT).is_file()
+        assert Layout(results).model_files(spec["model_id"]).group_checkpoint.is_file()
 
     resumed = train.train_job(specs, ds, probe, results, accelerator=ACCELERATOR)
     for spec, r, w in zip(specs, resumed, whole, strict=True):

@@ -33,7 +33,7 @@ def _probe(tmp_path: Path, config: dict) -> subprocess.CompletedProcess:
     """The real probe command, as the probe rule calls it."""
     data = DataSettings.of(config["data"])
     cmd = [sys.executable, "-m", "nnmanifold", "probe", "--results", str(tmp_path / "res")]
-    cmd += ["--data", data.identity_json(), "--archs", "mlp", "cnn"]
+    cmd += ["--data", data.identity_json(), "--data-dir", data.data_dir, "--archs", "mlp", "cnn"]
     return subprocess.run(cmd, capture_output=True, text=True)
 
 

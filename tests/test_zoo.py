@@ -155,8 +155,13 @@ def test_adding_or_removing_one_model_changes_only_its_bucket(n):
     assert mean > limit / 2  # not tiny on average (binary splits fill buckets to ~ln 2)
 
 
-def test_layer_names_match_the_built_models():
+def test_the_architecture_is_what_the_built_models_compute():
+    """Layer names, recorded widths (from a real forward pass), state-dict keys and parameter
+    counts of ``zoo.architecture`` against the Classifier as built and run."""
+    import torch
+
     from nnmanifold.train.models import Classifier
+    from nnmanifold.zoo import architecture
 
     base = {"width": 8, "channels": 4, "activation": "relu", "dropout": 0.0}
     for arch, depth, shape in [
@@ -165,9 +170,20 @@ def test_layer_names_match_the_built_models():
         ("cnn", 1, (1, 8, 8)),
         ("cnn", 4, (1, 8, 8)),
         ("cnn", 2, (3, 1, 1)),
+        ("cnn", 2, (2, 8, 6)),
     ]:
         spec = {**base, "arch": arch, "depth": depth}
-        assert zoo.layer_names(spec) == Classifier(spec, shape, 10).layer_names
+        model = Classifier(spec, shape, 10)
+        layers = architecture.layers(spec, shape, 10)
+        hidden = model.hidden(torch.zeros(2, *shape))
+        assert zoo.layer_names(spec) == model.layer_names == list(hidden)
+        assert [layer.name for layer in layers] == [*hidden, "head"]
+        assert [layer.width for layer in layers[:-1]] == [h.shape[1] for h in hidden.values()]
+        keys = [f"{layer.key}.{p}" for layer in layers for p in ("weight", "bias")]
+        assert keys == list(model.state_dict())
+        assert architecture.n_parameters(spec, shape, 10) == sum(
+            p.numel() for p in model.parameters()
+        )
 
 
 def test_a_layer_some_architectures_lack_is_named_before_training():

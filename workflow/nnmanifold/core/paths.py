@@ -34,6 +34,46 @@ FEATURE_FILES = ("features.json", "diagrams.npz")
 
 
 @dataclass(frozen=True)
+class ModelFiles:
+    """One model's folder (``models/<id>/``, or any folder ``train.job.train_model`` is given):
+    what its training writes, and the resume points it keeps there."""
+
+    root: Path
+
+    @property
+    def activations(self) -> Path:
+        return self.root / "activations.h5"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        """The one-model path's Lightning checkpoint (``checkpoints/last.ckpt``)."""
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def group_checkpoint(self) -> Path:
+        """A group member's resume state (``checkpoints/group_last.pt``)."""
+        return self.checkpoints / "group_last.pt"
+
+    @property
+    def train_log(self) -> Path:
+        """Lightning's CSV log of the one-model path, and the group path's epoch log."""
+        return self.root / "train_log"
+
+    @property
+    def epoch_log(self) -> Path:
+        """A group member's training log: one line per finished epoch."""
+        return self.train_log / "epochs.csv"
+
+
+@dataclass(frozen=True)
 class Layout:
     """The results folder's layout. Methods taking a ``batch`` accept ``"{batch}"`` for rules."""
 
@@ -75,6 +115,10 @@ class Layout:
     def model_dir(self, model_id: str) -> Path:
         """Where one model's checkpoints, metrics, activations and features live."""
         return self.root / "models" / model_id
+
+    def model_files(self, model_id: str) -> ModelFiles:
+        """One model's files: activations, metrics, checkpoints, training logs."""
+        return ModelFiles(self.model_dir(model_id))
 
     def activations(self, model_id: str) -> Path:
         return self.model_dir(model_id) / "activations.h5"

@@ -18,7 +18,7 @@ import numpy as np
 from nnmanifold.core import jobs
 from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import DataSettings
-from nnmanifold.zoo import layout
+from nnmanifold.zoo import architecture, layout
 from nnmanifold.zoo import specs as zoo_lib
 
 #: Input shape per row and number of classes of the built-in data sets.
@@ -139,26 +139,11 @@ def remove(paths: Iterable[Path]) -> None:
 
 
 def _layers(spec: dict[str, Any], shape: tuple[int, ...], n_classes: int) -> tuple[list[int], int]:
-    """Each hidden layer's flattened width and the parameter count, as models.Classifier builds
-    them (a test checks the two agree)."""
+    """Each hidden layer's flattened width and the parameter count (``zoo.architecture``)."""
     if spec["arch"] == "resnet":
         return _resnet_layers(spec, shape, n_classes)
-    widths, params = [], 0
-    if spec["arch"] == "cnn":
-        channels, size = shape[0], shape[1]
-        for _ in range(spec["depth"]):
-            params += channels * spec["channels"] * 9 + spec["channels"]
-            size = size // 2 if size >= 2 else size
-            channels = spec["channels"]
-            widths.append(channels * size * size)
-        n_in = widths[-1]
-    else:
-        n_in = math.prod(shape)
-    for _ in range(1 if spec["arch"] == "cnn" else spec["depth"]):
-        params += n_in * spec["width"] + spec["width"]
-        widths.append(spec["width"])
-        n_in = spec["width"]
-    return widths, params + n_in * n_classes + n_classes
+    layers = architecture.layers(spec, shape, n_classes)
+    return [layer.width for layer in layers[:-1]], sum(layer.n_parameters for layer in layers)
 
 
 def _resnet_layers(

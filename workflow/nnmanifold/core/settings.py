@@ -56,9 +56,11 @@ class DataSettings(Section):
     split_seed: int
     n_probe: int
     probe_seed: int
-    probe_split: str
     max_train: int | None
+    #: Defaults here only so that an identity without them (their defaults are left out of it,
+    #: keeping older probe jobs) parses back; the schema's defaults are the same.
     layout: str = "auto"
+    probe_split: str = "test"
     RUN: ClassVar[tuple[str, ...]] = ("data_dir", "download")
 
     def identity(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from nnmanifold.train import resnet
+from nnmanifold.zoo import architecture
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 
@@ -31,8 +32,9 @@ class Classifier(pl.LightningModule):
             self.head = nn.Linear(resnet.n_features(spec), n_classes)
             self.drop = nn.Identity()
         else:
-            self.blocks = nn.ModuleDict(_blocks(spec, input_shape))
-            self.head = nn.Linear(spec["width"], n_classes)
+            *hidden, head = architecture.layers(spec, input_shape, n_classes)
+            self.blocks = nn.ModuleDict(_blocks(hidden, ACTIVATIONS[spec["activation"]]))
+            self.head = nn.Linear(head.n_in, head.n_out)
             self.drop = nn.Dropout(spec["dropout"])
         self.diverged = False
 
@@ -125,29 +127,15 @@ def restore_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda_rng"])
 
 
-def _blocks(spec: dict[str, Any], input_shape: tuple[int, ...]) -> dict[str, nn.Module]:
-    act = ACTIVATIONS[spec["activation"]]
+def _blocks(layers: list[architecture.Layer], act: type[nn.Module]) -> dict[str, nn.Module]:
+    """The hidden layers as modules, built in order (the order that decides initial weights)."""
     blocks: dict[str, nn.Module] = {}
-    if spec["arch"] == "cnn":
-        if len(input_shape) != 3:
-            raise ValueError(
-                f"arch cnn needs image data (C, H, W); this data has shape {input_shape}"
-            )
-        channels, size = input_shape[0], input_shape[1]
-        for i in range(spec["depth"]):
-            layers: list[nn.Module] = [nn.Conv2d(channels, spec["channels"], 3, padding=1), act()]
-            if size >= 2:
-                layers.append(nn.MaxPool2d(2))
-                size //= 2
-            blocks[f"conv{i + 1}"] = nn.Sequential(*layers)
-            channels = spec["channels"]
-        with torch.no_grad():
-            n_flat = nn.Sequential(*blocks.values())(torch.zeros(1, *input_shape)).numel()
-        blocks["fc"] = nn.Sequential(nn.Flatten(), nn.Linear(n_flat, spec["width"]), act())
-    else:
-        width_in = int(torch.tensor(input_shape).prod())
-        for i in range(spec["depth"]):
-            first = [nn.Flatten()] if i == 0 else []
-            blocks[f"fc{i + 1}"] = nn.Sequential(*first, nn.Linear(width_in, spec["width"]), act())
-            width_in = spec["width"]
+    for layer in layers:
+        if layer.kind == "conv":
+            parts: list[nn.Module] = [nn.Conv2d(layer.n_in, layer.n_out, 3, padding=1), act()]
+            parts += [nn.MaxPool2d(2)] if layer.pool else []
+        else:
+            parts = [nn.Flatten()] if layer.flatten else []
+            parts += [nn.Linear(layer.n_in, layer.n_out), act()]
+        blocks[layer.name] = nn.Sequential(*parts)
     return blocks

@@ -275,6 +275,11 @@ def _stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(keep)
 
 
+def data_order_seed(seed: int, epoch: int) -> int:
+    """The generator seed of a model's data order in one epoch (one-model and group paths)."""
+    return seed * 100_003 + epoch
+
+
 class EpochShuffleSampler(Sampler[int]):
     """Shuffles by (seed, epoch) only, so a resumed run replays the same order."""
 
@@ -285,7 +290,7 @@ class EpochShuffleSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        g = torch.Generator().manual_seed(data_order_seed(self.seed, self.epoch))
         return iter(torch.randperm(self.n, generator=g).tolist())
 
     def __len__(self) -> int:

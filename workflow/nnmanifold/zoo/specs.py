@@ -14,6 +14,7 @@ import pandas as pd
 from nnmanifold.core.errors import UserError
 from nnmanifold.core.settings import DataSettings
 from nnmanifold.core.storage import content_hash
+from nnmanifold.zoo.architecture import layer_names
 
 #: Hyperparameters each architecture uses; the others are dropped from its spec (and its id).
 ARCH_KEYS = {
@@ -68,17 +69,6 @@ def table(specs: Sequence[dict[str, Any]]) -> pd.DataFrame:
         row.update(dataset=s["data"]["name"], spec=json.dumps(spec, sort_keys=True))
         rows.append(row)
     return pd.DataFrame(rows, columns=list(COLUMNS))
-
-
-def layer_names(spec: dict[str, Any]) -> list[str]:
-    """The hidden layers a model of this spec records, in order (as ``models.Classifier`` builds
-    them: an MLP has fc1..fc<depth>, a CNN conv1..conv<depth> then fc, a ResNet stage1..stage3
-    then penultimate, as ``train.resnet.LAYERS``); torch is not needed."""
-    if spec["arch"] == "resnet":
-        return ["stage1", "stage2", "stage3", "penultimate"]
-    if spec["arch"] == "cnn":
-        return [*(f"conv{i + 1}" for i in range(spec["depth"])), "fc"]
-    return [f"fc{i + 1}" for i in range(spec["depth"])]
 
 
 def check_layer(specs: Sequence[dict[str, Any]], layer: str | None) -> None:

@@ -1,0 +1,130 @@
+"""A group member's state, and the one place it is packed into (and unpacked from) a group.
+
+A member resumes on its own, in whatever group it lands in next, from a small checkpoint of its
+own (``MemberState.checkpoint``): its Classifier weights, its optimiser state per parameter
+(``momentum_buffer`` for SGD, ``exp_avg`` and ``exp_avg_sq`` for Adam, plus Adam's step count),
+whether it diverged, and the epochs it has finished. ``stack`` turns K members into the stacked
+weights of a ``stacked.StackedClassifier`` and the state of an ``optim`` optimiser over them;
+``unstack`` turns them back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nnmanifold.train.models import Classifier
+from nnmanifold.train.stacked import dropout_keys
+from nnmanifold.zoo.data import data_order_seed
+
+#: Optimiser state kept per parameter, by optimiser (names as in ``optim``'s state).
+SLOTS = {"sgd": ("momentum_buffer",), "adam": ("exp_avg", "exp_avg_sq")}
+
+
+@dataclass
+class MemberState:
+    """One member's resume point (tensors on the host)."""
+
+    weights: dict[str, torch.Tensor]  # Classifier state dict
+    optim: dict[str, dict[str, torch.Tensor]]  # slot -> parameter name -> tensor
+    adam_step: float = 0.0
+    diverged: bool = False
+    epochs_completed: int = 0
+
+    def checkpoint(self, seed: int) -> dict[str, Any]:
+        """What ``torch.save`` writes (``group_last.pt``), with the next epoch's stream positions
+        (counter-based: recorded for reference, never needed to resume)."""
+        key = int(dropout_keys([seed], [self.epochs_completed])[0])
+        return {
+            "state_dict": self.weights,
+            "optim": self.optim,
+            "adam_step": self.adam_step,
+            "diverged": self.diverged,
+            "epochs_completed": self.epochs_completed,
+            "rng": {
+                "data_order_seed": data_order_seed(seed, self.epochs_completed),
+                "dropout_key": key,
+            },
+        }
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> MemberState:
+        return cls(
+            checkpoint["state_dict"],
+            checkpoint["optim"],
+            float(checkpoint["adam_step"]),
+            bool(checkpoint["diverged"]),
+            int(checkpoint["epochs_completed"]),
+        )
+
+
+def initial_weights(
+    specs: Sequence[dict[str, Any]], input_shape: tuple[int, ...], n_classes: int
+) -> list[dict[str, torch.Tensor]]:
+    """Same-shaped members' initial weights, drawn exactly as the one-model path draws them.
+
+    There ``pl.seed_everything(seed)`` seeds torch's CPU generator and the Classifier's layers
+    initialise in construction order; re-initialising one template's layers in that order under
+    each seed gives the same bits without building (and seeding every device for) each model.
+    """
+    model = Classifier(specs[0], input_shape, n_classes)
+    layers = [m for m in model.modules() if hasattr(m, "reset_parameters")]
+    weights = []
+    for spec in specs:
+        torch.default_generator.manual_seed(spec["seed"])
+        for layer in layers:
+            layer.reset_parameters()
+        weights.append({n: v.clone() for n, v in model.state_dict().items()})
+    return weights
+
+
+def fresh_states(
+    specs: Sequence[dict[str, Any]], input_shape: tuple[int, ...], n_classes: int
+) -> list[MemberState]:
+    """Same-shaped members that have not trained yet: initial weights, zero optimiser state."""
+    weights = initial_weights(specs, input_shape, n_classes)
+    zeros = {n: torch.zeros_like(v) for n, v in weights[0].items()}
+    slots = SLOTS[specs[0]["optimizer"]]
+    return [MemberState(w, {slot: zeros for slot in slots}) for w in weights]
+
+
+def stack(
+    states: Sequence[MemberState],
+) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+    """K members' weights (name -> (K, ...)) and optimiser state (name -> slot -> (K, ...), with
+    Adam's per-member step count as ``steps``), in the optimisers' state layout."""
+    names = list(states[0].weights)
+    weights = {n: torch.stack([s.weights[n] for s in states]) for n in names}
+    steps = torch.tensor([s.adam_step for s in states])
+    optim = {
+        n: {k: torch.stack([s.optim[k][n] for s in states]) for k in states[0].optim} for n in names
+    }
+    for slots in optim.values():
+        if "exp_avg" in slots:
+            slots["steps"] = steps.clone()
+    return weights, optim
+
+
+def unstack(
+    weights: dict[str, torch.Tensor],
+    optim: dict[str, dict[str, torch.Tensor]],
+    diverged: Sequence[bool],
+    done: Sequence[int],
+) -> list[MemberState]:
+    """Members' states from their rows of stacked weights and optimiser state (as ``stack``
+    gives them: one row per member here), each tensor copied so that it saves alone."""
+    first = next(iter(optim.values()))
+    slots = [k for k in first if k != "steps"]
+    return [
+        MemberState(
+            {n: w[j].clone() for n, w in weights.items()},
+            {k: {n: optim[n][k][j].clone() for n in weights} for k in slots},
+            float(first["steps"][j]) if "steps" in first else 0.0,
+            bool(diverged[j]),
+            int(done[j]),
+        )
+        for j in range(len(done))
+    ]
