@@ -27,6 +27,7 @@ from nnmanifold.core.settings import (
     SensitivitySettings,
     StatsSettings,
 )
+from nnmanifold.steps import extract as extract_steps
 from nnmanifold.steps import features as features_steps
 from nnmanifold.steps import figures as figures_steps
 from nnmanifold.steps import geometry as geometry_steps
@@ -114,6 +115,18 @@ def _train(a: argparse.Namespace) -> None:
     )
 
 
+def _extract(a: argparse.Namespace) -> None:
+    extract_steps.extract(
+        Layout(a.results),
+        a.batch,
+        json.loads(a.networks),
+        _data(a),
+        accelerator=a.accelerator,
+        jobs_per_gpu=a.jobs_per_gpu,
+        threads=a.threads,
+    )
+
+
 COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
     "validate": (
         "Check a config file against the schema and print it with defaults filled in.",
@@ -169,6 +182,24 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             "--threads": {"type": int, "default": 1, "help": "CPU threads"},
         },
         _train,
+    ),
+    "extract": (
+        extract_steps.extract.__doc__,
+        {
+            **_RESULTS,
+            **_BATCH,
+            **_DATA,
+            "--networks": {"required": True, "help": "JSON list of the job's network specs"},
+            "--accelerator": {"default": "auto", "choices": ["auto", "cpu", "gpu"]},
+            "--jobs-per-gpu": {"type": int, "default": 1, "help": "jobs sharing one GPU"},
+            "--threads": {"type": int, "default": 1, "help": "CPU threads"},
+        },
+        _extract,
+    ),
+    "export-probe": (
+        extract_steps.export_probe.__doc__,
+        {**_RESULTS, "--out": {"required": True, "help": "the .npz file to write"}},
+        lambda a: extract_steps.export_probe(Layout(a.results), a.out),
     ),
     "features": (
         features_steps.features.__doc__,

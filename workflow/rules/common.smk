@@ -14,9 +14,10 @@ from nnmanifold.zoo import specs as zoo_lib
 from nnmanifold.core.config import ConfigError, validate
 from nnmanifold.geometry.embedding import MIN_MODELS
 from nnmanifold.core.paths import FIGURES, Layout
-from nnmanifold.core import plan
+from nnmanifold.core import plan, storage
 from nnmanifold.core.settings import Settings
 from nnmanifold.core.storage import canonical_json
+from nnmanifold.extract import sources as network_sources
 
 try:
     config.update(validate(config))
@@ -55,6 +56,64 @@ try:
 except UserError as err:
     raise WorkflowError(str(err)) from None
 MODEL_IDS = list(SPECS)
+# Networks from elsewhere (config `networks`: mapped beside the zoo; `place`: placed on the
+# finished map), each file one network; extraction jobs "xb..." and "pb..." hold them.
+try:
+    NETWORKS = {n["model_id"]: n for n in network_sources.resolve(config["networks"])}
+    PLACE_NETWORKS = {
+        n["model_id"]: n for n in network_sources.resolve(config["place"], "place")
+    }
+except UserError as err:
+    raise WorkflowError(str(err)) from None
+NETWORK_BATCHES = network_sources.batches(
+    list(NETWORKS.values()), S.train.models_per_job, "xb"
+)
+PLACE_BATCHES = network_sources.batches(
+    list(PLACE_NETWORKS.values()), S.train.models_per_job, "pb"
+)
+# The jobs whose networks the map holds: the zoo's training jobs and the extraction jobs.
+MAP_BATCHES = {**BATCHES, **NETWORK_BATCHES}
+
+
+def check_networks():
+    """Name bad input of the networks before any job (imports, checkpoints, layers, input
+    shapes, outputs, activation files): each group's first network is loaded and run on zeros.
+    """
+    if not (NETWORKS or PLACE_NETWORKS):
+        return
+    from nnmanifold.extract import run as extract_run
+
+    known = plan.input_shape(S.data)
+    probe = P.probe.exists() and storage.read_probe(P.probe)
+    n_probe = len(probe["x"]) if probe else S.data.n_probe
+    try:
+        for section, networks in (("networks", NETWORKS), ("place", PLACE_NETWORKS)):
+            extract_run.check(
+                list(networks.values()),
+                section,
+                known and known[0],
+                n_probe,
+                probe and probe["hash"],
+            )
+    except UserError as err:
+        raise WorkflowError(str(err)) from None
+
+
+check_networks()
+
+
+def network_job(batch):
+    """An extraction job's network specs (mapped or placed networks)."""
+    if batch in NETWORK_BATCHES:
+        return [NETWORKS[m] for m in NETWORK_BATCHES[batch]]
+    return [PLACE_NETWORKS[m] for m in PLACE_BATCHES[batch]]
+
+
+def job_members(batch):
+    """The ids of a training or extraction job's networks."""
+    if batch in NETWORK_BATCHES or batch in PLACE_BATCHES:
+        return [n["model_id"] for n in network_job(batch)]
+    return [s["model_id"] for s in job_specs(batch)]
 
 
 def job_specs(batch):
@@ -130,10 +189,6 @@ def report_failed_files():
 
 
 logger.info(plan.plan_line(list(SPECS.values()), P, S.data))
-if len(SPECS) < MIN_MODELS:
-    logger.warning(
-        f"the zoo has {len(SPECS)} models: training runs, but the map needs at least {MIN_MODELS}"
-    )
 
 
 wildcard_constraints:
@@ -170,8 +225,32 @@ def train_manifests():
     return [P.train_manifest(b) for b in BATCHES]
 
 
+def network_manifests():
+    """The manifests of every network on the map: training and extraction jobs, one format."""
+    return [P.network_manifest(b) for b in MAP_BATCHES]
+
+
+def map_manifests(wildcards):
+    """``network_manifests``, for the distances rule: a map of fewer than MIN_MODELS networks
+    is refused here, while Snakemake plans (before any job), whenever a target needs the map.
+    """
+    if (n := len(SPECS) + len(NETWORKS)) < MIN_MODELS:
+        raise WorkflowError(
+            f"the map needs at least {MIN_MODELS} networks; this config gives {n} "
+            f"({len(SPECS)} zoo models, {len(NETWORKS)} networks from elsewhere). Fix: more "
+            "zoo.seeds or zoo.space values, or more files in the networks section; or ask for "
+            "a target without the map (snakemake trained)"
+        )
+    return network_manifests()
+
+
+def place_manifests():
+    """The extraction manifests of the networks to place (config `place`)."""
+    return [P.place_manifest(b) for b in PLACE_BATCHES]
+
+
 def feature_manifests():
-    return [P.features_manifest(b) for b in BATCHES]
+    return [P.features_manifest(b) for b in MAP_BATCHES]
 
 
 def rerun_mark(stage):
@@ -190,8 +269,8 @@ def previous_outputs(*names):
 
     def existing(wildcards):
         paths = [
-            P.model_dir(s["model_id"]) / name
-            for s in job_specs(wildcards.batch)
+            P.model_dir(m) / name
+            for m in job_members(wildcards.batch)
             for name in names
         ]
         return [p for p in paths if p.exists()]

@@ -26,7 +26,7 @@ def sensitivity(
     from nnmanifold.report import plots
 
     probe = storage.read_probe(layout.probe)
-    table = storage.read_manifests([layout.train_manifest(b) for b in batches])
+    table = storage.read_manifests([layout.network_manifest(b) for b in batches])
     ok = table[table["status"] == "ok"]
     if len(ok) > settings.max_models:
         log.info("sweeping a random %d of %d networks", settings.max_models, len(ok))

@@ -30,6 +30,10 @@ def stats(layout: Layout, settings: StatsSettings, baselines: Sequence[str] = ()
     storage.write_csv(layout.stats("zoo_summary"), summary)
     log.info("%s", stats_lib.summary_line(summary))
     D, ids, _ = storage.read_distances(layout.distances)
+    known = everyone.set_index("model_id").loc[ids, "test_accuracy"].notna().to_numpy()
+    if not known.all():  # networks from elsewhere without accuracy stay on the map, not in here
+        log.info("%d networks without test accuracy left out of the statistics", (~known).sum())
+        D, ids = D[np.ix_(known, known)], list(np.asarray(ids)[known])
     table = everyone.set_index("model_id").loc[ids]
     accuracy = table["test_accuracy"].to_numpy()
     feats = table[list(FEATURE_NAMES)]
