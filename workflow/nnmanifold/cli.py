@@ -74,8 +74,11 @@ def _validate(a: argparse.Namespace) -> None:
     import yaml
 
     from nnmanifold.core.config import load_config
+    from nnmanifold.extract.checks import resolve_and_check
 
-    print(yaml.safe_dump(load_config(a.config), sort_keys=False))
+    config = load_config(a.config)
+    resolve_and_check(config)
+    print(yaml.safe_dump(config, sort_keys=False))
 
 
 def _clean(a: argparse.Namespace) -> None:
@@ -129,7 +132,8 @@ def _extract(a: argparse.Namespace) -> None:
 
 COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
     "validate": (
-        "Check a config file against the schema and print it with defaults filled in.",
+        "Check a config file against the schema, and the networks it names (as the workflow does"
+        " before any job), and print it with defaults filled in.",
         {"config": {"type": Path, "help": "YAML config file"}},
         _validate,
     ),

@@ -14,9 +14,10 @@ from nnmanifold.zoo import specs as zoo_lib
 from nnmanifold.core.config import ConfigError, validate
 from nnmanifold.geometry.embedding import MIN_MODELS
 from nnmanifold.core.paths import FIGURES, Layout
-from nnmanifold.core import plan, storage
+from nnmanifold.core import plan
 from nnmanifold.core.settings import Settings
 from nnmanifold.core.storage import canonical_json
+from nnmanifold.extract import checks as network_checks
 from nnmanifold.extract import sources as network_sources
 
 try:
@@ -57,14 +58,14 @@ except UserError as err:
     raise WorkflowError(str(err)) from None
 MODEL_IDS = list(SPECS)
 # Networks from elsewhere (config `networks`: mapped beside the zoo; `place`: placed on the
-# finished map), each file one network; extraction jobs "xb..." and "pb..." hold them.
+# finished map), each file one network, checked before any job (extract.checks); extraction
+# jobs "xb..." and "pb..." hold them.
 try:
-    NETWORKS = {n["model_id"]: n for n in network_sources.resolve(config["networks"])}
-    PLACE_NETWORKS = {
-        n["model_id"]: n for n in network_sources.resolve(config["place"], "place")
-    }
+    _resolved = network_checks.resolve_and_check(config)
 except UserError as err:
     raise WorkflowError(str(err)) from None
+NETWORKS = {n["model_id"]: n for n in _resolved["networks"]}
+PLACE_NETWORKS = {n["model_id"]: n for n in _resolved["place"]}
 NETWORK_BATCHES = network_sources.batches(
     list(NETWORKS.values()), S.train.models_per_job, "xb"
 )
@@ -73,33 +74,6 @@ PLACE_BATCHES = network_sources.batches(
 )
 # The jobs whose networks the map holds: the zoo's training jobs and the extraction jobs.
 MAP_BATCHES = {**BATCHES, **NETWORK_BATCHES}
-
-
-def check_networks():
-    """Name bad input of the networks before any job (imports, checkpoints, layers, input
-    shapes, outputs, activation files): each group's first network is loaded and run on zeros.
-    """
-    if not (NETWORKS or PLACE_NETWORKS):
-        return
-    from nnmanifold.extract import run as extract_run
-
-    known = plan.input_shape(S.data)
-    probe = P.probe.exists() and storage.read_probe(P.probe)
-    n_probe = len(probe["x"]) if probe else S.data.n_probe
-    try:
-        for section, networks in (("networks", NETWORKS), ("place", PLACE_NETWORKS)):
-            extract_run.check(
-                list(networks.values()),
-                section,
-                known and known[0],
-                n_probe,
-                probe and probe["hash"],
-            )
-    except UserError as err:
-        raise WorkflowError(str(err)) from None
-
-
-check_networks()
 
 
 def network_job(batch):

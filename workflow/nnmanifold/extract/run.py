@@ -1,20 +1,14 @@
-"""Extract one network: its chosen layer on the probe set and its accuracy on the test split;
-and the checks that name bad input before any job runs."""
+"""Extract one network: its chosen layer on the probe set and its accuracy on the test split."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from nnmanifold.core.errors import UserError
 from nnmanifold.extract import layers, load, sources
 from nnmanifold.zoo.data import Dataset
-
-#: Rows of zeros the pre-job check passes through each group's first network.
-_CHECK_ROWS = 2
 
 
 def extract_network(
@@ -33,7 +27,7 @@ def extract_network(
         return {"activations": values.astype(np.float32)}, accuracy
     network = load.load_network(spec)
     tap = layers.find_layer(network, spec["layer"])
-    options = _options(spec, device)
+    options = options_of(spec, device)
     values, logits = layers.record(network, probe["x"], tap, **options)
     if dataset is not None and logits.shape[1] == dataset.n_classes:
         output = layers.Tap("output", None)
@@ -47,7 +41,7 @@ def extract_network(
     return {tap.name: values}, accuracy
 
 
-def _options(spec: dict[str, Any], device: str) -> dict[str, Any]:
+def options_of(spec: dict[str, Any], device: str) -> dict[str, Any]:
     transform = spec.get("input_transform")
     return {
         "spatial": spec["spatial"],
@@ -65,46 +59,3 @@ def problem(values: np.ndarray) -> str | None:
     if values.size == 0 or np.ptp(values, axis=0).max() == 0:
         return "constant activations (every probe point gives the same vector)"
     return None
-
-
-def check(
-    specs: Sequence[dict[str, Any]],
-    section: str,
-    input_shape: tuple[int, ...] | None,
-    n_probe: int,
-    probe_hash: str | None,
-) -> None:
-    """Name bad input before any job: every activations file (rows, probe hash), and each
-    group's first network (import, checkpoint, layer, input shape, tuple output)."""
-    first: dict[str, dict[str, Any]] = {}
-    for spec in specs:
-        if spec["kind"] == "activations":
-            values, found = sources.read_array(spec["path"])
-            sources.check_array(spec["path"], values, found, n_probe, probe_hash)
-        else:
-            first.setdefault(spec["group"], spec)
-    for spec in first.values():
-        try:
-            _check_network(spec, input_shape)
-        except UserError as err:
-            raise UserError(
-                f"config key '{section}', group {spec['group']!r} ({spec['path']}): {err}"
-            ) from None
-
-
-def _check_network(spec: dict[str, Any], input_shape: tuple[int, ...] | None) -> None:
-    network = load.load_network(spec)
-    tap = layers.find_layer(network, spec["layer"])
-    if input_shape is None:
-        return
-    x = np.zeros((_CHECK_ROWS, *input_shape), np.float32)
-    try:
-        layers.record(network, x, tap, **_options(spec, "cpu"))
-    except UserError:
-        raise
-    except Exception as err:  # noqa: BLE001 - whatever the forward raises on a wrong shape
-        raise UserError(
-            f"the network does not take the data set's inputs, of shape (N, "
-            f"{', '.join(map(str, input_shape))}) ({type(err).__name__}: {err}); give the group an "
-            "input_transform that maps them to what it takes"
-        ) from err
