@@ -42,31 +42,35 @@ def import_callable(reference: str, what: str) -> Callable[..., Any]:
 
 def load_network(spec: dict[str, Any]) -> nn.Module:
     """The network a spec names, on the CPU, in eval mode."""
-    what = f"group {spec['group']!r}"
     if spec["kind"] == "torchscript":
         try:
             module = torch.jit.load(spec["path"], map_location="cpu")
         except Exception as err:  # noqa: BLE001 - torch raises several kinds here
-            raise UserError(f"{what}: {spec['path']} is not a TorchScript archive ({err})") from err
+            raise UserError(f"{spec['path']} is not a TorchScript archive ({err})") from err
         return module.eval()
-    factory = import_callable(spec["factory"], f"{what}, factory")
-    module = factory(**spec["kwargs"])
+    factory = import_callable(spec["factory"], "factory")
+    try:
+        module = factory(**spec["kwargs"])
+    except Exception as err:  # noqa: BLE001 - user code
+        raise UserError(
+            f"factory {spec['factory']!r} failed with kwargs {spec['kwargs']} "
+            f"({type(err).__name__}: {err}); fix the group's kwargs"
+        ) from err
     if not isinstance(module, nn.Module):
-        raise UserError(f"{what}: factory {spec['factory']!r} returned a {type(module).__name__}")
+        raise UserError(f"factory {spec['factory']!r} returned a {type(module).__name__}")
     module.load_state_dict(state_dict(spec, module.state_dict()))
     return module.eval()
 
 
 def state_dict(spec: dict[str, Any], expected: Mapping[str, Any]) -> dict[str, Any]:
     """The checkpoint's state dict, checked against the keys the factory's network expects."""
-    what = f"group {spec['group']!r}, {spec['path']}"
+    what = spec["path"]
     try:
         loaded = torch.load(spec["path"], map_location="cpu", weights_only=not spec["trust_pickle"])
     except pickle.UnpicklingError as err:
         raise UserError(
-            f"{what}: torch.load(weights_only=True) refused it: it holds pickled objects (they can "
-            f"run code when loaded: {str(err).splitlines()[0]}). If you trust the file, set "
-            "trust_pickle: true for this group"
+            f"{what}: torch.load(weights_only=True) refused it: it holds pickled objects, which "
+            "can run code when loaded. If you trust the file, set trust_pickle: true for this group"
         ) from err
     except Exception as err:  # noqa: BLE001 - a truncated or foreign file
         raise UserError(f"{what}: not a readable checkpoint ({type(err).__name__}: {err})") from err
