@@ -6,12 +6,14 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import TINY, planned_jobs, snakemake, write_config
 
 from nnmanifold.core import storage
@@ -201,3 +203,31 @@ def test_mixed_map_distances_match_a_direct_computation(workdir, digits):
     torch.save(_mlp(7).state_dict(), workdir / "ckpt" / "mlp1.pt")
     jobs = planned_jobs(snakemake(workdir, "-n", "results/geometry/distances.h5").stdout)
     assert jobs.get("extract") == 1 and "train" not in jobs
+
+
+def test_example_trains_its_networks_and_maps_them(tmp_path):
+    """examples/external_networks as a user runs it, with tiny settings: the plain PyTorch
+    script, then the workflow planned whole and its extraction run (map and place networks)."""
+    for name in ("digits_nets.py", "config.yaml"):
+        shutil.copy(EXAMPLE / name, tmp_path)
+    train = [sys.executable, "digits_nets.py", "--epochs", "1", "--seeds", "1"]
+    proc = subprocess.run(train, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["cnn_0.pt", "mlp_0.pt"]
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["zoo"].update(seeds=[0])
+    config["zoo"]["space"].update(epochs=[1])
+    config["data"]["n_probe"] = 50
+    write_config(tmp_path, config)
+    jobs = planned_jobs(snakemake(tmp_path, "-n").stdout)
+    assert jobs["extract"] == 1 and jobs["train"] >= 1 and jobs["embedding"] == 1
+    snakemake(tmp_path, "extracted")
+    results = tmp_path / "results"
+    rows = [r for p in sorted(results.glob("*/[xp]b*.json")) for r in json.loads(p.read_text())]
+    assert {r["model_id"]: r["status"] for r in rows} == {
+        "cnn-cnn_0": "ok",
+        "mlp-mlp_0": "ok",
+        "new-cnn_100": "ok",
+        "newmlp-mlp_100": "ok",
+    }
+    assert all(0 <= r["test_accuracy"] <= 1 for r in rows)

@@ -253,8 +253,9 @@ def previous_outputs(*names):
 
 
 def zoo_resources(matrices, base_mb, minutes, pair_us):
-    """A zoo-level job's memory and runtime for this zoo (plan.zoo_resources)."""
-    return plan.zoo_resources(len(MODEL_IDS), matrices, base_mb, minutes, pair_us)
+    """A zoo-level job's memory and runtime for this map (plan.zoo_resources)."""
+    n = len(MODEL_IDS) + len(NETWORKS)
+    return plan.zoo_resources(n, matrices, base_mb, minutes, pair_us)
 
 
 def train_gpus():
