@@ -187,3 +187,41 @@ def test_readable_ids_make_their_own_jobs():
     more = sources.batches([*specs, {"model_id": "a-new", "group": "a"}], 4, "xb")
     changed = {k for k in set(jobs) | set(more) if jobs.get(k) != more.get(k)}
     assert all(any(m.startswith("a-") for m in jobs.get(k, []) + more.get(k, [])) for k in changed)
+
+
+def test_networks_without_accuracy_stay_on_the_map_but_out_of_the_statistics(tmp_path):
+    """A network from elsewhere without accuracy joins the embedding table after the zoo (the
+    zoo's rows unchanged) and the statistics step leaves it out."""
+    import pandas as pd
+
+    from nnmanifold.analysis.features import FEATURE_NAMES
+    from nnmanifold.core import storage
+    from nnmanifold.core.paths import Layout
+    from nnmanifold.core.settings import StatsSettings
+    from nnmanifold.geometry.embedding import embedding_table
+    from nnmanifold.steps.stats import stats
+
+    rng = np.random.default_rng(0)
+    zoo_ids, ids = [f"{i:012x}" for i in range(6)], [f"{i:012x}" for i in range(6)] + ["arr-x"]
+    zoo = pd.DataFrame({"model_id": zoo_ids, "lr": rng.uniform(size=6), "spec": "{}"})
+    metrics = pd.DataFrame({"model_id": ids, "status": "ok", "reason": None})
+    metrics["test_accuracy"] = [*rng.uniform(0.5, 1, size=6), np.nan]
+    coords = rng.normal(size=(7, 2))
+    zoo_only = embedding_table(coords[:6], zoo_ids, zoo, metrics.iloc[:6])
+    mixed = embedding_table(coords, ids, zoo, metrics)
+    assert list(mixed["model_id"]) == ids and np.isnan(mixed["lr"].iloc[-1])
+    pd.testing.assert_frame_equal(mixed.iloc[:6].reset_index(drop=True), zoo_only)
+    for name in FEATURE_NAMES:
+        mixed[name] = rng.normal(size=7)
+    layout = Layout(tmp_path)
+    storage.write_csv(layout.embedding, mixed)
+    X = rng.normal(size=(7, 3))
+    D = np.linalg.norm(X[:, None] - X[None], axis=-1)
+    storage.write_distances(layout.distances, D, ids, {})
+    probe = {"indices": np.arange(3), "labels": np.arange(3), "x": np.zeros((3, 2))}
+    storage.write_probe(
+        layout.probe, {**probe, "hash": "h", "dataset": "d", "chance_accuracy": 0.1}
+    )
+    stats(layout, StatsSettings(knn=2, n_permutations=9, n_bootstrap=10, seed=0))
+    info = pd.read_csv(layout.stats("map_informativeness"))
+    assert (info.loc[info["stratum"] == "all", "n"] == 6).all()
