@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -231,3 +232,20 @@ def test_example_trains_its_networks_and_maps_them(tmp_path):
         "newmlp-mlp_100": "ok",
     }
     assert all(0 <= r["test_accuracy"] <= 1 for r in rows)
+
+
+def test_networks_alone_make_a_map_without_a_zoo(tmp_path, digits):
+    """zoo: {mode: none}: four activation arrays, no training job, one PHATE map of them."""
+    probe = digits[1]
+    (tmp_path / "arrays").mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(4):
+        rows = rng.normal(size=(len(probe["x"]), 3 + i))
+        np.savez(tmp_path / "arrays" / f"run{i}.npz", activations=rows, probe_hash=probe["hash"])
+    config = _config(zoo={"mode": "none"}, networks=[{"name": "jax", "activations": "arrays/*"}])
+    write_config(tmp_path, config)
+    assert "train" not in planned_jobs(snakemake(tmp_path, "-n").stdout)
+    snakemake(tmp_path, "results/geometry/embedding.csv")
+    table = pd.read_csv(tmp_path / "results" / "geometry" / "embedding.csv")
+    assert sorted(table["model_id"]) == [f"jax-run{i}" for i in range(4)]
+    assert table["phate_1"].notna().all() and table["test_accuracy"].isna().all()
