@@ -225,3 +225,32 @@ def test_networks_without_accuracy_stay_on_the_map_but_out_of_the_statistics(tmp
     stats(layout, StatsSettings(knn=2, n_permutations=9, n_bootstrap=10, seed=0))
     info = pd.read_csv(layout.stats("map_informativeness"))
     assert (info.loc[info["stratum"] == "all", "n"] == 6).all()
+
+
+def _rgb() -> nn.Module:
+    """A network for three-channel images."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
+
+
+def _three_channels(x: torch.Tensor) -> torch.Tensor:
+    """The network's own preprocessing: grey to RGB, then a fixed normalisation."""
+    return (x.repeat(1, 3, 1, 1) - 0.5) / 0.25
+
+
+def test_input_transform_is_applied_before_the_network(tmp_path, digits):
+    ds, probe = digits
+    torch.manual_seed(3)
+    net = _rgb().eval()
+    torch.save(net.state_dict(), tmp_path / "rgb.pt")
+    spec = _spec(
+        tmp_path / "rgb.pt",
+        factory="test_extract:_rgb",
+        input_transform="test_extract:_three_channels",
+    )
+    spec["layer"] = "Conv2d:1"
+    values = run.extract_network(spec, probe, None)[0]["0"]
+    with torch.no_grad():
+        expected = net[0](_three_channels(torch.tensor(probe["x"]))).mean(dim=(2, 3)).numpy()
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-6)
+    with pytest.raises(RuntimeError):  # the data set's one-channel inputs do not fit
+        run.extract_network({**spec, "input_transform": None}, probe, None)
