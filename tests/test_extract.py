@@ -7,13 +7,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from nnmanifold.core.config import validate
 from nnmanifold.core.errors import UserError
 from nnmanifold.extract import layers, load, run, sources
 
+PHATE = ("phate_1", "phate_2")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "external_networks"
 sys.path.insert(0, str(EXAMPLE))
 import digits_nets  # noqa: E402 - the example's plain PyTorch networks
@@ -163,6 +166,20 @@ def test_metadata_fills_accuracy_of_a_network_without_logits(tmp_path, digits):
     spec = _spec(tmp_path / "a.npz", activations=str(tmp_path / "a.npz"), metadata=pattern)
     assert spec["metadata"] == {"test_accuracy": 0.75, "family": "jax"}
     assert run.extract_network(spec, probe, ds)[1]["test_accuracy"] == 0.75
+    # the extraction step writes them into the job's manifest as columns the map colours by
+    from nnmanifold.core import storage
+    from nnmanifold.core.paths import Layout
+    from nnmanifold.core.settings import DataSettings
+    from nnmanifold.report.interactive import _fields
+    from nnmanifold.steps.extract import extract
+
+    layout = Layout(tmp_path / "results")
+    storage.write_probe(layout.probe, {**probe, "chance_accuracy": 0.1})
+    data = DataSettings.of(validate({})["data"])
+    extract(layout, "xb", [spec], data, accelerator="cpu")
+    (row,) = storage.read_json(layout.extract_manifest("xb"))
+    assert row["status"] == "ok" and row["test_accuracy"] == 0.75 and row["meta:family"] == "jax"
+    assert "meta:family" in _fields(pd.DataFrame([row]).assign(**dict.fromkeys(PHATE, 0.0)))
 
 
 def test_unusable_activations_are_named():
@@ -192,8 +209,6 @@ def test_readable_ids_make_their_own_jobs():
 def test_networks_without_accuracy_stay_on_the_map_but_out_of_the_statistics(tmp_path):
     """A network from elsewhere without accuracy joins the embedding table after the zoo (the
     zoo's rows unchanged) and the statistics step leaves it out."""
-    import pandas as pd
-
     from nnmanifold.analysis.features import FEATURE_NAMES
     from nnmanifold.core import storage
     from nnmanifold.core.paths import Layout

@@ -13,6 +13,7 @@ from nnmanifold.core import storage
 from nnmanifold.core.errors import UserError
 from nnmanifold.core.paths import TRAIN_FILES, Layout
 from nnmanifold.core.settings import DataSettings
+from nnmanifold.report.vocabulary import METADATA_PREFIX
 from nnmanifold.steps.train import manifest_row
 
 log = logging.getLogger("nnmanifold")
@@ -55,7 +56,7 @@ def extract(
             log.info("network %s: outputs current, kept", spec["model_id"])
         row = manifest_row(metrics, layout.model_dir(spec["model_id"]), TRAIN_FILES)
         metadata = spec.get("metadata") or {}
-        rows.append({**{k: v for k, v in metadata.items() if k not in row}, **row})
+        rows.append({**row, **{f"{METADATA_PREFIX}{k}": v for k, v in metadata.items()}})
     storage.write_json(layout.network_manifest(batch), rows)
 
 
