@@ -34,12 +34,12 @@ def extract(
     reason, and the job goes on."""
     from nnmanifold.core import gpu
 
-    device = "cpu"
     if accelerator != "cpu" and (index := gpu.claim_device(jobs_per_gpu)) is not None:
         log.info("using GPU %s", index)
-        device = "cuda"
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
+
+    device = "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
 
     from nnmanifold.zoo import data as data_lib
 
