@@ -25,6 +25,7 @@ rule all:
 
 include: "workflow/rules/zoo.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/extract.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/geometry.smk"
 include: "workflow/rules/stats.smk"

@@ -28,6 +28,7 @@ from nnmanifold.core.settings import (
     StatsSettings,
     WassersteinSettings,
 )
+from nnmanifold.steps import extract as extract_steps
 from nnmanifold.steps import features as features_steps
 from nnmanifold.steps import figures as figures_steps
 from nnmanifold.steps import geometry as geometry_steps
@@ -76,8 +77,11 @@ def _validate(a: argparse.Namespace) -> None:
     import yaml
 
     from nnmanifold.core.config import load_config
+    from nnmanifold.extract.checks import resolve_and_check
 
-    print(yaml.safe_dump(load_config(a.config), sort_keys=False))
+    config = load_config(a.config)
+    resolve_and_check(config)
+    print(yaml.safe_dump(config, sort_keys=False))
 
 
 def _clean(a: argparse.Namespace) -> None:
@@ -114,9 +118,22 @@ def _train(a: argparse.Namespace) -> None:
     )
 
 
+def _extract(a: argparse.Namespace) -> None:
+    extract_steps.extract(
+        Layout(a.results),
+        a.batch,
+        json.loads(a.networks),
+        _data(a),
+        accelerator=a.accelerator,
+        jobs_per_gpu=a.jobs_per_gpu,
+        threads=a.threads,
+    )
+
+
 COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
     "validate": (
-        "Check a config file against the schema and print it with defaults filled in.",
+        "Check a config file against the schema, and the networks it names (as the workflow does"
+        " before any job), and print it with defaults filled in.",
         {"config": {"type": Path, "help": "YAML config file"}},
         _validate,
     ),
@@ -169,6 +186,24 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             "--threads": {"type": int, "required": True, "help": "CPU threads"},
         },
         _train,
+    ),
+    "extract": (
+        extract_steps.extract.__doc__,
+        {
+            **_RESULTS,
+            **_BATCH,
+            **_DATA,
+            "--networks": {"required": True, "help": "JSON list of the job's network specs"},
+            "--accelerator": {"default": "auto", "choices": ["auto", "cpu", "gpu"]},
+            "--jobs-per-gpu": {"type": int, "default": 1, "help": "jobs sharing one GPU"},
+            "--threads": {"type": int, "default": 1, "help": "CPU threads"},
+        },
+        _extract,
+    ),
+    "export-probe": (
+        extract_steps.export_probe.__doc__,
+        {**_RESULTS, "--out": {"required": True, "help": "the .npz file to write"}},
+        lambda a: extract_steps.export_probe(Layout(a.results), a.out),
     ),
     "features": (
         features_steps.features.__doc__,

@@ -15,6 +15,8 @@ from nnmanifold.core.paths import FIGURES, Layout
 from nnmanifold.core import plan
 from nnmanifold.core.settings import Settings
 from nnmanifold.core.storage import canonical_json
+from nnmanifold.extract import checks as network_checks
+from nnmanifold.extract import sources as network_sources
 
 try:
     config.update(validate(config))
@@ -47,6 +49,37 @@ try:
 except UserError as err:
     raise WorkflowError(str(err)) from None
 MODEL_IDS = list(SPECS)
+# Networks from elsewhere (config `networks`: mapped beside the zoo; `place`: placed on the
+# finished map), each file one network, checked before any job (extract.checks); extraction
+# jobs "xb..." and "pb..." hold them.
+try:
+    _resolved = network_checks.resolve_and_check(config)
+except UserError as err:
+    raise WorkflowError(str(err)) from None
+NETWORKS = {n["model_id"]: n for n in _resolved["networks"]}
+PLACE_NETWORKS = {n["model_id"]: n for n in _resolved["place"]}
+NETWORK_BATCHES = network_sources.batches(
+    list(NETWORKS.values()), PER_JOB, "xb"
+)
+PLACE_BATCHES = network_sources.batches(
+    list(PLACE_NETWORKS.values()), PER_JOB, "pb"
+)
+# The jobs whose networks the map holds: the zoo's training jobs and the extraction jobs.
+MAP_BATCHES = {**BATCHES, **NETWORK_BATCHES}
+
+
+def network_job(batch):
+    """An extraction job's network specs (mapped or placed networks)."""
+    if batch in NETWORK_BATCHES:
+        return [NETWORKS[m] for m in NETWORK_BATCHES[batch]]
+    return [PLACE_NETWORKS[m] for m in PLACE_BATCHES[batch]]
+
+
+def job_members(batch):
+    """The ids of a training or extraction job's networks."""
+    if batch in NETWORK_BATCHES or batch in PLACE_BATCHES:
+        return [n["model_id"] for n in network_job(batch)]
+    return [s["model_id"] for s in job_specs(batch)]
 
 
 def job_specs(batch):
@@ -84,10 +117,6 @@ GEOMETRY_RUN = flags(
 
 logger.info(plan.plan_line(list(SPECS.values()), P, S.data))
 logger.info(f"{len(BATCHES)} training jobs of at most {PER_JOB} models ({PER_JOB_WHY})")
-if len(SPECS) < MIN_MODELS:
-    logger.warning(
-        f"the zoo has {len(SPECS)} models: training runs, but the map needs at least {MIN_MODELS}"
-    )
 
 
 wildcard_constraints:
@@ -124,8 +153,32 @@ def train_manifests():
     return [P.train_manifest(b) for b in BATCHES]
 
 
+def network_manifests():
+    """The manifests of every network on the map: training and extraction jobs, one format."""
+    return [P.network_manifest(b) for b in MAP_BATCHES]
+
+
+def map_manifests(wildcards):
+    """``network_manifests``, for the distances rule: a map of fewer than MIN_MODELS networks
+    is refused here, while Snakemake plans (before any job), whenever a target needs the map.
+    """
+    if (n := len(SPECS) + len(NETWORKS)) < MIN_MODELS:
+        raise WorkflowError(
+            f"the map needs at least {MIN_MODELS} networks; this config gives {n} "
+            f"({len(SPECS)} zoo models, {len(NETWORKS)} networks from elsewhere). Fix: more "
+            "zoo.seeds or zoo.space values, or more files in the networks section; or ask for "
+            "a target without the map (snakemake trained)"
+        )
+    return network_manifests()
+
+
+def place_manifests():
+    """The extraction manifests of the networks to place (config `place`)."""
+    return [P.place_manifest(b) for b in PLACE_BATCHES]
+
+
 def feature_manifests():
-    return [P.features_manifest(b) for b in BATCHES]
+    return [P.features_manifest(b) for b in MAP_BATCHES]
 
 
 def rerun_mark(stage):
@@ -143,15 +196,16 @@ def previous_outputs(stage):
     such a file makes the job rerun (jobs.changed_outputs)."""
 
     def changed(wildcards):
-        ids = [s["model_id"] for s in job_specs(wildcards.batch)]
+        ids = job_members(wildcards.batch)
         return jobs.changed_outputs(P, stage, wildcards.batch, ids)
 
     return changed
 
 
 def zoo_resources(matrices, base_mb, minutes, pair_us):
-    """A zoo-level job's memory and runtime for this zoo (plan.zoo_resources)."""
-    return plan.zoo_resources(len(MODEL_IDS), matrices, base_mb, minutes, pair_us)
+    """A zoo-level job's memory and runtime for this map (plan.zoo_resources)."""
+    n = len(MODEL_IDS) + len(NETWORKS)
+    return plan.zoo_resources(n, matrices, base_mb, minutes, pair_us)
 
 
 def train_gpus():
@@ -186,13 +240,6 @@ SEARCH_RUN = " ".join(
 
 for line in jobs.size_warnings(P, BATCHES):
     logger.warning(line)
-
-
-if "place_manifests" not in globals():
-
-    # Stand-in (remove when the `place` config section defines it above): nothing to place.
-    def place_manifests():
-        return []
 
 
 def placed_map():

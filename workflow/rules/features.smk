@@ -2,7 +2,7 @@
 # diagrams.npz, plus the job's manifest of feature values.
 rule features:
     input:
-        manifest=P.train_manifest("{batch}"),
+        manifest=lambda w: P.network_manifest(w.batch),
         probe=P.probe,
         previous=previous_outputs("features"),
     output:

@@ -3,7 +3,7 @@
 # results/cache/ is not an output: Snakemake would delete it before a rerun.
 rule distances:
     input:
-        manifests=train_manifests(),
+        manifests=map_manifests,
         probe=P.probe,
     output:
         distances=P.distances,
@@ -20,7 +20,7 @@ rule distances:
             4, 1000 + S.geometry.memory_budget_mb, 10, S.data.n_probe**2 / 1e4
         ),
     params:
-        batches=list(BATCHES),
+        batches=list(MAP_BATCHES),
         geometry=S.geometry.identity_json(),
     shell:
         step("distances", GEOMETRY_RUN)
@@ -31,7 +31,7 @@ rule embedding:
     input:
         distances=P.distances,
         zoo=P.zoo,
-        manifests=train_manifests(),
+        manifests=network_manifests(),
         features=feature_manifests(),
     output:
         P.embedding,
@@ -44,7 +44,7 @@ rule embedding:
     resources:
         **zoo_resources(8, 2000, 10, 1),
     params:
-        batches=list(BATCHES),
+        batches=list(MAP_BATCHES),
         embedding=S.embedding.identity_json(),
     shell:
         step("embed") + " --batches {params.batches:q}"
@@ -66,7 +66,7 @@ rule wasserstein:
     resources:
         **zoo_resources(2, 2000, 10, 100),
     params:
-        batches=list(BATCHES),
+        batches=list(MAP_BATCHES),
         wasserstein=S.wasserstein.identity_json(),
     shell:
         step("wasserstein")
@@ -78,7 +78,7 @@ rule wasserstein_embedding:
     input:
         distances=P.wasserstein,
         zoo=P.zoo,
-        manifests=train_manifests(),
+        manifests=network_manifests(),
         features=feature_manifests(),
     output:
         P.wasserstein_embedding,
@@ -91,7 +91,7 @@ rule wasserstein_embedding:
     resources:
         **zoo_resources(8, 2000, 10, 1),
     params:
-        batches=list(BATCHES),
+        batches=list(MAP_BATCHES),
         embedding=S.embedding.identity_json(),
     shell:
         step("embed") + " --distance wasserstein --batches {params.batches:q}"
@@ -101,7 +101,7 @@ rule wasserstein_embedding:
 # Standard representation-similarity distances (baselines.distances), compared in the statistics.
 rule baseline:
     input:
-        manifests=train_manifests(),
+        manifests=network_manifests(),
         probe=P.probe,
     output:
         P.distances_of("{kind}"),
@@ -114,7 +114,7 @@ rule baseline:
     resources:
         **zoo_resources(4, 1000 + S.geometry.memory_budget_mb, 10, 500),
     params:
-        batches=list(BATCHES),
+        batches=list(MAP_BATCHES),
         representation=canonical_json(S.geometry.representation_identity()),
         baselines=S.baselines.identity_json(),
     shell:
@@ -127,7 +127,7 @@ rule baseline_embedding:
     input:
         distances=P.distances_of("{kind}"),
         zoo=P.zoo,
-        manifests=train_manifests(),
+        manifests=network_manifests(),
         features=feature_manifests(),
     output:
         P.embedding_of("{kind}"),
@@ -140,7 +140,7 @@ rule baseline_embedding:
     resources:
         **zoo_resources(8, 2000, 10, 1),
     params:
-        batches=list(BATCHES),
+        batches=list(MAP_BATCHES),
         embedding=S.embedding.identity_json(),
     shell:
         step("embed") + " --distance {wildcards.kind} --batches {params.batches:q}"

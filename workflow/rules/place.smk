@@ -5,7 +5,7 @@ rule place_networks:
         distances=P.distances,
         embedding=P.embedding,
         probe=P.probe,
-        map_manifests=train_manifests(),
+        map_manifests=network_manifests(),
         place_manifests=place_manifests(),
     output:
         P.placed,

@@ -2,7 +2,7 @@
 # Reuses the activations; recomputes operators and distances for every setting.
 rule sensitivity:
     input:
-        manifests=train_manifests(),
+        manifests=network_manifests(),
         probe=P.probe,
     output:
         table=P.stats("sensitivity"),
@@ -18,7 +18,7 @@ rule sensitivity:
     conda:
         "../../envs/analysis.yaml"
     params:
-        batches=list(BATCHES),
+        batches=list(MAP_BATCHES),
         sensitivity=S.sensitivity.identity_json(),
         stats=S.stats.identity_json(),
     shell:

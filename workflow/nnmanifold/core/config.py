@@ -80,6 +80,30 @@ def _check_consistency(config: dict) -> None:
             raise ConfigError(f"config key '{key}': {err}") from None
     if config["data"]["name"] == "npz" and not config["data"]["npz_path"]:
         raise ConfigError("config key 'data.npz_path': required when data.name is npz")
+    _check_network_groups(config)
+
+
+#: The three kinds of network group: the key that names the kind.
+NETWORK_KINDS = ("factory", "torchscript", "activations")
+
+
+def _check_network_groups(config: dict) -> None:
+    """Each network group is of one kind, a factory comes with checkpoints, names are unique."""
+    seen: set[str] = set()
+    for section in ("networks", "place"):
+        for i, group in enumerate(config[section]):
+            key = f"config key '{section}[{i}]' (group {group['name']!r})"
+            kinds = [k for k in NETWORK_KINDS if k in group]
+            if len(kinds) != 1:
+                raise ConfigError(
+                    f"{key}: give exactly one of factory (with checkpoints), torchscript or "
+                    f"activations, not {kinds or 'none'}"
+                )
+            if ("checkpoints" in group) != (kinds == ["factory"]):
+                raise ConfigError(f"{key}: checkpoints goes with factory, and factory needs it")
+            if group["name"] in seen:
+                raise ConfigError(f"{key}: the name is used twice; network ids start with it")
+            seen.add(group["name"])
 
 
 def _describe(error: jsonschema.ValidationError) -> str:

@@ -15,7 +15,14 @@ from nnmanifold.core.paths import FEATURE_FILES, TRAIN_FILES, Layout
 from nnmanifold.zoo import specs as zoo_lib
 
 #: The per-job stages and the per-model files each writes (and lists in its manifest).
-STAGE_FILES = {"train": TRAIN_FILES, "features": FEATURE_FILES}
+#: Per-model files each per-job stage writes (extraction, for the map or for placement, writes
+#: what training writes).
+STAGE_FILES = {
+    "train": TRAIN_FILES,
+    "features": FEATURE_FILES,
+    "extract": TRAIN_FILES,
+    "place": TRAIN_FILES,
+}
 
 
 def recorded_rounds(layout: Layout, name: str) -> list[list[dict[str, Any]]]:

@@ -99,6 +99,23 @@ class Layout:
     def train_manifest(self, batch: str) -> Path:
         return self.root / "train" / f"{batch}.json"
 
+    def extract_manifest(self, batch: str) -> Path:
+        """An extraction job's manifest (networks from elsewhere, mapped with the zoo: "xb...")."""
+        return self.root / "extract" / f"{batch}.json"
+
+    def place_manifest(self, batch: str) -> Path:
+        """An extraction job's manifest of networks to place on the finished map ("pb...")."""
+        return self.root / "place" / f"{batch}.json"
+
+    def network_manifest(self, batch: str) -> Path:
+        """The manifest of any job that made networks' activations: training, extraction
+        ("xb...") or extraction for placement ("pb..."); the rows have one format."""
+        if batch.startswith("xb"):
+            return self.extract_manifest(batch)
+        if batch.startswith("pb"):
+            return self.place_manifest(batch)
+        return self.train_manifest(batch)
+
     def features_manifest(self, batch: str) -> Path:
         return self.root / "features" / f"{batch}.json"
 

@@ -262,8 +262,12 @@ def write_activations(
     probe_hash: str,
     status: str,
     durable: bool = True,
+    own_layer: bool = False,
 ) -> None:
-    """Write one model's hidden representations: a float32 dataset per layer under ``layers/``."""
+    """Write one model's hidden representations: a float32 dataset per layer under ``layers/``.
+
+    ``own_layer``: the file holds the one layer a network from elsewhere chose (its group's
+    ``layer``), which is read whatever ``geometry.layer`` names for the zoo."""
     import h5py
     import numpy as np
 
@@ -279,6 +283,8 @@ def write_activations(
         _new_attr(f, "layer_order", list(layers))
         _new_attr(f, "penultimate", list(layers)[-1] if layers else "")
         _new_attr(f, "versions", json.dumps(library_versions()))
+        if own_layer and layers:
+            _new_attr(f, "own_layer", list(layers)[0])
 
 
 def _new_attr(obj: Any, name: str, value: str | list[str]) -> None:
@@ -327,7 +333,7 @@ def read_activations(
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: _attr(v) for k, v in f.attrs.items()}
-            name = layer or attrs["penultimate"]
+            name = attrs.get("own_layer") or layer or attrs["penultimate"]
             if name not in f["layers"]:
                 raise UserError(
                     f"model {attrs['model_id']} has no hidden layer {name!r} (it has "

@@ -46,10 +46,14 @@ def phate_embedding(
 def embedding_table(
     coords: np.ndarray, model_ids: list[str], zoo: pd.DataFrame, metrics: pd.DataFrame
 ) -> pd.DataFrame:
-    """One row per zoo model: id, PHATE coordinates (NaN if excluded), accuracy, status, spec."""
+    """One row per zoo model, then per network from elsewhere (no hyperparameters; its
+    metadata columns): id, PHATE coordinates (NaN if excluded), accuracy, status, spec."""
     cols = [f"phate_{i + 1}" for i in range(coords.shape[1])]
     placed = pd.DataFrame(coords, columns=cols).assign(model_id=model_ids)
     hyper = zoo.drop(columns=["spec"])
-    table = hyper.merge(metrics, on="model_id", how="left").merge(placed, on="model_id", how="left")
+    table = hyper.merge(metrics, on="model_id", how="left")
+    if not (others := metrics[~metrics["model_id"].isin(hyper["model_id"])]).empty:
+        table = pd.concat([table, others], ignore_index=True) if len(table) else others
+    table = table.merge(placed, on="model_id", how="left")
     first = ["model_id", *cols, "test_accuracy", "status", "reason"]
     return table[first + [c for c in table.columns if c not in first]]

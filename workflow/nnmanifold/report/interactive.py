@@ -27,7 +27,7 @@ from scipy.spatial import cKDTree
 
 from nnmanifold.analysis.features import FEATURE_NAMES
 from nnmanifold.core.storage import atomic_path
-from nnmanifold.report.vocabulary import ACCURACY, MAX_LEVELS, PHATE_AXES
+from nnmanifold.report.vocabulary import ACCURACY, MAX_LEVELS, METADATA_PREFIX, PHATE_AXES
 from nnmanifold.zoo.specs import HYPERPARAMETERS
 
 #: Nearest networks shown for a selected network.
@@ -228,9 +228,11 @@ def _hyper_columns(table: pd.DataFrame) -> list[str]:
 
 
 def _fields(table: pd.DataFrame) -> list[str]:
-    """What the hover and the side panel show, in order: id, accuracy, status, hypers, features."""
+    """What the hover and the side panel show, in order: id, accuracy, status, hypers, the
+    metadata of networks from elsewhere, features."""
     features = [c for c in FEATURE_NAMES if c in table]
-    return ["model_id", ACCURACY, "status", *_hyper_columns(table), *features]
+    metadata = [c for c in table if c.startswith(METADATA_PREFIX)]
+    return ["model_id", ACCURACY, "status", *_hyper_columns(table), *metadata, *features]
 
 
 def _label(column: str) -> str:

@@ -9,3 +9,6 @@ PHATE_AXES = ("phate_1", "phate_2")
 MAX_LEVELS = 8
 #: How the baseline distances are named in the statistics and the figures.
 BASELINE_NAMES = {"cka": "CKA distance", "rsa": "RSA distance", "procrustes": "Procrustes distance"}
+#: Columns a network from elsewhere brings with its metadata file are named "meta:<key>": the
+#: interactive map colours by them and the statistics take them with the hyperparameters.
+METADATA_PREFIX = "meta:"

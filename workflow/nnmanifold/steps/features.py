@@ -24,7 +24,7 @@ def features(
 
     probe = storage.read_probe(layout.probe)
     rows = []
-    for entry in tqdm(storage.read_json(layout.train_manifest(batch)), desc="features"):
+    for entry in tqdm(storage.read_json(layout.network_manifest(batch)), desc="features"):
         mid = entry["model_id"]
         row = {"model_id": mid, "status": entry["status"]}
         if entry["status"] == "ok":

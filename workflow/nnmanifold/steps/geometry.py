@@ -101,7 +101,7 @@ def embed(
     coords = embedding.phate_embedding(
         D, settings.n_components, settings.knn, settings.decay, settings.seed
     )
-    metrics = storage.read_manifests([layout.train_manifest(b) for b in batches])
+    metrics = storage.read_manifests([layout.network_manifest(b) for b in batches])
     feats = storage.read_manifests([layout.features_manifest(b) for b in batches])
     table = embedding.embedding_table(coords, ids, pd.read_csv(layout.zoo), metrics)
     storage.write_csv(out, table.merge(feats.drop(columns=["status"]), on="model_id", how="left"))
@@ -139,7 +139,7 @@ def wasserstein(
 
 def _ok_models(layout: Layout, batches: Sequence[str], record_excluded: bool = True) -> list[str]:
     """Models that trained ok; the others are listed in ``geometry/excluded.csv``."""
-    table = storage.read_manifests([layout.train_manifest(b) for b in batches])
+    table = storage.read_manifests([layout.network_manifest(b) for b in batches])
     ok = table["status"] == "ok"
     if not record_excluded:
         return list(table.loc[ok, "model_id"])

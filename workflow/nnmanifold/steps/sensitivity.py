@@ -26,8 +26,8 @@ def sensitivity(
     from nnmanifold.report import figures_stats, style
 
     probe = storage.read_probe(layout.probe)
-    table = storage.read_manifests([layout.train_manifest(b) for b in batches])
-    ok = table[table["status"] == "ok"]
+    table = storage.read_manifests([layout.network_manifest(b) for b in batches])
+    ok = table[(table["status"] == "ok") & table["test_accuracy"].notna()]  # accuracy known
     if len(ok) > settings.max_models:
         log.info("sweeping a random %d of %d networks", settings.max_models, len(ok))
         ok = ok.sample(settings.max_models, random_state=stats_settings.seed).sort_index()

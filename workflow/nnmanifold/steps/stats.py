@@ -13,7 +13,7 @@ from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import (
     StatsSettings,
 )
-from nnmanifold.report.vocabulary import BASELINE_NAMES
+from nnmanifold.report.vocabulary import BASELINE_NAMES, METADATA_PREFIX
 from nnmanifold.zoo.specs import HYPERPARAMETERS
 
 log = logging.getLogger("nnmanifold")
@@ -30,12 +30,18 @@ def stats(layout: Layout, settings: StatsSettings, baselines: Sequence[str] = ()
     storage.write_csv(layout.stats("zoo_summary"), summary)
     log.info("%s", stats_lib.summary_line(summary))
     D, ids, _ = storage.read_distances(layout.distances)
+    known = everyone.set_index("model_id").loc[ids, "test_accuracy"].notna().to_numpy()
+    if not known.all():  # networks from elsewhere without accuracy stay on the map, not in here
+        log.info("%d networks without test accuracy left out of the statistics", (~known).sum())
+        D, ids = D[np.ix_(known, known)], list(np.asarray(ids)[known])
     table = everyone.set_index("model_id").loc[ids]
     accuracy = table["test_accuracy"].to_numpy()
     feats = table[list(FEATURE_NAMES)]
     corr = stats_lib.feature_correlations(feats, accuracy, settings.n_bootstrap, settings.seed)
     storage.write_csv(layout.stats("feature_correlations"), corr)
-    hyper = table[[c for c in HYPERPARAMETERS if c in table]].dropna(axis=1, how="all")
+    metadata = [c for c in table if c.startswith(METADATA_PREFIX)]  # networks from elsewhere
+    described = [*(c for c in HYPERPARAMETERS if c in table), *metadata]
+    hyper = table[described].dropna(axis=1, how="all")
     others = {}
     for kind in baselines:
         D_k, ids_k, _ = storage.read_distances(layout.distances_of(kind))

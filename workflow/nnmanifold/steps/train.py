@@ -54,10 +54,11 @@ def train(
     ds = data_lib.load_dataset(data.loader_config())
     probe = storage.read_probe(layout.probe)
     trained = train_lib.train_job(specs, ds, probe, layout.root, accelerator=accelerator)
-    rows = [_manifest_row(m, layout.model_dir(m["model_id"]), TRAIN_FILES) for m in trained]
+    rows = [manifest_row(m, layout.model_dir(m["model_id"]), TRAIN_FILES) for m in trained]
     storage.write_json(layout.train_manifest(batch), rows)
 
 
-def _manifest_row(metrics: dict[str, Any], out: Path, names: Sequence[str]) -> dict[str, Any]:
+def manifest_row(metrics: dict[str, Any], out: Path, names: Sequence[str]) -> dict[str, Any]:
+    """A job manifest's row of one network: its outcome and the files it wrote (checksums)."""
     files = [storage.file_record(out / n) for n in names]
     return {**{k: metrics[k] for k in MANIFEST_KEYS}, "files": files}

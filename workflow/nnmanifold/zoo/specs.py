@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,8 @@ def model_id(spec: dict[str, Any]) -> str:
 def expand(config: dict[str, Any]) -> list[dict[str, Any]]:
     """All model specs of the zoo described by a validated config, in a stable order."""
     zoo = config["zoo"]
+    if zoo["mode"] == "none":
+        return []
     configurations = _grid(zoo["space"]) if zoo["mode"] == "grid" else _random(zoo)
     specs: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -106,8 +108,9 @@ def _depth(spec: dict[str, Any]) -> tuple[str, str, int]:
 SHAPE_KEYS = ("arch", "depth", "width", "channels", "activation", "batch_size", "optimizer")
 #: Leading bits of a model's job key taken from its shape (the rest are its id's 48 bits).
 SHAPE_BITS = 16
-#: A training job's name: "b" and the binary prefix its members' job keys share.
-BATCH_PATTERN = "(?:r[0-9]+)?b[01]{0,64}"
+#: A job's name: "b" and the binary prefix its members' job keys share (search round k's
+#: training jobs "r<k>b", extraction jobs of mapped and placed networks "xb" and "pb").
+BATCH_PATTERN = "(?:r[0-9]+|x|p)?b[01]{0,64}"
 
 
 def shape_key(spec: dict[str, Any]) -> str:
@@ -123,11 +126,14 @@ def job_key(spec: dict[str, Any]) -> str:
     Same-shaped models therefore share jobs (and train as one vectorised group) until their
     bucket must split; within a shape, the id spreads them evenly.
     """
-    return _bits(content_hash(shape_key(spec), SHAPE_BITS // 4)) + _bits(spec["model_id"])
+    return hex_bits(content_hash(shape_key(spec), SHAPE_BITS // 4)) + hex_bits(spec["model_id"])
 
 
 def batches(
-    specs: Sequence[dict[str, Any]], per_job: int, prefix: str = "b"
+    specs: Sequence[dict[str, Any]],
+    per_job: int,
+    prefix: str = "b",
+    key: Callable[[dict[str, Any]], str] | None = None,
 ) -> dict[str, list[str]]:
     """Training jobs as buckets of model ids: a bucket holds the models whose job keys
     (``job_key``: shape, then id) start with one binary prefix (named ``<prefix><bits>``; search
@@ -136,11 +142,12 @@ def batches(
     Which job holds a model depends on the set of specs alone (never on order, device or
     hardware), so adding or removing a model changes the bucket that holds it and no other, unless
     that bucket splits or merges, which changes only the models under its prefix. Members keep
-    zoo order.
+    zoo order. ``key`` replaces ``job_key`` (networks from elsewhere: ``extract.sources``); its
+    bit strings must all have one length.
     """
     if per_job < 1:
         raise ValueError(f"per_job must be at least 1, got {per_job}")
-    bits = {s["model_id"]: job_key(s) for s in specs}
+    bits = {s["model_id"]: (key or job_key)(s) for s in specs}
     jobs: dict[str, list[str]] = {}
 
     def split(head: str, members: list[str]) -> None:
@@ -156,7 +163,7 @@ def batches(
     return dict(sorted(jobs.items()))
 
 
-def _bits(model_id: str) -> str:
+def hex_bits(model_id: str) -> str:
     """A hexadecimal id or hash as a string of bits, most significant first."""
     try:
         return bin(int(model_id, 16))[2:].zfill(4 * len(model_id))
