@@ -233,7 +233,7 @@ def write_probe(path: str | os.PathLike, probe: dict[str, Any]) -> None:
             f.create_dataset(key, data=probe[key])
         f.attrs["hash"] = probe["hash"]
         f.attrs["dataset"] = probe["dataset"]
-        f.attrs["split"] = probe["split"]
+        f.attrs["split"] = probe.get("split", "test")  # as read back from files without it
         f.attrs["chance_accuracy"] = probe["chance_accuracy"]
 
 
