@@ -43,10 +43,14 @@ def network_ids(groups: Sequence[dict[str, Any]]) -> set[str]:
     return {
         network_id(group["name"], path)
         for group in groups
-        for path in glob.glob(
-            group["checkpoints" if kind_of(group) == "factory" else kind_of(group)], recursive=True
-        )
+        for path in glob.glob(pattern_of(group), recursive=True)
     }
+
+
+def pattern_of(group: dict[str, Any]) -> str:
+    """The glob naming a group's files (its checkpoints, archives or arrays)."""
+    kind = kind_of(group)
+    return group["checkpoints" if kind == "factory" else kind]
 
 
 def kind_of(group: dict[str, Any]) -> str:
