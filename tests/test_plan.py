@@ -78,9 +78,15 @@ def test_zoo_level_resources_grow_with_the_zoo():
 
 
 def test_clean_remove_keeps_the_models_of_every_recorded_search_round(tmp_path):
-    """A model of a recorded round (of the config's search or another) survives `clean --remove`;
-    a model dropped from the config's zoo goes."""
-    config = {"results": str(tmp_path / "res"), "zoo": {"seeds": [0, 1]}}
+    """A model of a recorded round (of the config's search or another), a network from elsewhere
+    and a placed network survive `clean --remove`; a model dropped from the config's zoo goes."""
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.npz").write_bytes(b"")  # only the names matter to clean
+    external = {
+        "networks": [{"name": "ext", "activations": str(tmp_path / "a.npz")}],
+        "place": [{"name": "new", "activations": str(tmp_path / "b.npz")}],
+    }
+    config = {"results": str(tmp_path / "res"), "zoo": {"seeds": [0, 1]}, **external}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     full = validate(config)
     ids = [s["model_id"] for s in zoo.expand(full)]
@@ -92,6 +98,7 @@ def test_clean_remove_keeps_the_models_of_every_recorded_search_round(tmp_path):
         storage.write_json(layout.search_round(name, 1), {"round": 1, "specs": specs})
         rounds[name] = specs[0]["model_id"]
     dropped = zoo.expand(validate({**config, "zoo": {"seeds": [2]}}))[0]["model_id"]
+    ids += ["ext-a", "new-b"]
     for mid in [*ids, *rounds.values(), dropped]:
         layout.metrics(mid).parent.mkdir(parents=True)
         layout.metrics(mid).write_text("{}")

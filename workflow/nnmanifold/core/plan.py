@@ -113,10 +113,13 @@ def zoo_resources(
 
 
 def kept_models(layout: Layout, config: dict[str, Any]) -> set[str]:
-    """Every model a results folder holds on purpose: the config's zoo and the recorded rounds
-    of every search under ``results/search/`` (whatever search the config names). The one list
-    ``clean`` keeps; networks from elsewhere and placed networks join it here when they exist."""
+    """Every model a results folder holds on purpose: the config's zoo, the recorded rounds of
+    every search under ``results/search/`` (whatever search the config names), and the networks
+    from elsewhere the config maps or places. The one list ``clean`` keeps."""
+    from nnmanifold.extract import sources
+
     kept = {s["model_id"] for s in zoo_lib.expand(config)}
+    kept |= sources.network_ids([*config.get("networks", []), *config.get("place", [])])
     for name in jobs.search_names(layout):
         kept.update(s["model_id"] for specs in jobs.recorded_rounds(layout, name) for s in specs)
     return kept

@@ -38,6 +38,21 @@ def network_id(group: str, path: str | os.PathLike) -> str:
     return f"{group}-{_OUTSIDE_ID.sub('_', Path(path).stem)}"
 
 
+def network_ids(groups: Sequence[dict[str, Any]]) -> set[str]:
+    """The ids of every file the groups match, without reading the files (``clean`` keeps them)."""
+    return {
+        network_id(group["name"], path)
+        for group in groups
+        for path in glob.glob(pattern_of(group), recursive=True)
+    }
+
+
+def pattern_of(group: dict[str, Any]) -> str:
+    """The glob naming a group's files (its checkpoints, archives or arrays)."""
+    kind = kind_of(group)
+    return group["checkpoints" if kind == "factory" else kind]
+
+
 def kind_of(group: dict[str, Any]) -> str:
     """``factory``, ``torchscript`` or ``activations`` (the config allows exactly one)."""
     return next(k for k in NETWORK_KINDS if k in group)
@@ -51,7 +66,7 @@ def resolve(groups: Sequence[dict[str, Any]], section: str = "networks") -> list
     specs: list[dict[str, Any]] = []
     for group in groups:
         kind = kind_of(group)
-        pattern = group["checkpoints" if kind == "factory" else kind]
+        pattern = pattern_of(group)
         files = sorted(glob.glob(pattern, recursive=True))
         if not files:
             raise UserError(
