@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import hashlib
 import json
 import logging
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nnmanifold.core import versions
 from nnmanifold.core.errors import UserError
 
 _UMASK = os.umask(0o022)
@@ -195,34 +195,6 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shape a result, recorded beside it."""
-    return dict(_library_versions())
-
-
-@functools.cache
-def _library_versions() -> tuple[tuple[str, str], ...]:
-    """Looked up once per process: every file a job writes records them (7 ms each)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in (
-        "nnmanifold",
-        "torch",
-        "pytorch-lightning",
-        "numpy",
-        "scipy",
-        "scikit-learn",
-        "h5py",
-        "phate",
-    ):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "absent"
-    return tuple(out.items())
-
-
 def write_probe(path: str | os.PathLike, probe: dict[str, Any]) -> None:
     """Store the probe set once per zoo: indices into the split it was drawn from (``split``:
     test or validation), labels, inputs, hash, and the test split's chance accuracy."""
@@ -282,7 +254,7 @@ def write_activations(
         _new_attr(f, "status", status)
         _new_attr(f, "layer_order", list(layers))
         _new_attr(f, "penultimate", list(layers)[-1] if layers else "")
-        _new_attr(f, "versions", json.dumps(library_versions()))
+        _new_attr(f, "versions", json.dumps(versions.library_versions()))
         if own_layer and layers:
             _new_attr(f, "own_layer", list(layers)[0])
 

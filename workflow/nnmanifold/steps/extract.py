@@ -4,17 +4,16 @@ manifest written (the rows of a training manifest, so every later stage reads it
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
 from typing import Any
 
-from nnmanifold.core import storage
+from nnmanifold.core import storage, versions
 from nnmanifold.core.errors import UserError
 from nnmanifold.core.paths import TRAIN_FILES, Layout
 from nnmanifold.core.settings import DataSettings
 from nnmanifold.report.vocabulary import METADATA_PREFIX
-from nnmanifold.steps.train import manifest_row
+from nnmanifold.steps.train import job_device, manifest_row
 
 log = logging.getLogger("nnmanifold")
 
@@ -32,18 +31,9 @@ def extract(
     """Record each network's layer on the probe set and its accuracy (kept when current); a
     network that fails (unloadable, NaN or constant activations) is recorded failed, with the
     reason, and the job goes on."""
-    from nnmanifold.core import gpu
-
-    if accelerator != "cpu" and (index := gpu.claim_device(jobs_per_gpu)) is not None:
-        log.info("using GPU %s", index)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import torch
-
-    device = "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
-
+    device = job_device(accelerator, jobs_per_gpu, threads)
     from nnmanifold.zoo import data as data_lib
 
-    torch.set_num_threads(threads)
     probe = storage.read_probe(layout.probe)
     needs_data = any(n["kind"] != "activations" for n in networks)
     dataset = data_lib.load_dataset(data.loader_config()) if needs_data else None
@@ -92,7 +82,7 @@ def _extract_one(
     if metrics["status"] != "ok":
         values = {}
     metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
-    metrics["versions"] = storage.library_versions()
+    metrics["versions"] = versions.library_versions()
     storage.write_activations(
         layout.activations(spec["model_id"]),
         values,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from nnmanifold.core import storage
+from nnmanifold.core import storage, versions
 from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import (
     BaselineSettings,
@@ -49,7 +49,7 @@ def distances(layout: Layout, batches: Sequence[str], geometry: GeometrySettings
     diagnostics = [{"model_id": m, **d} for m, d in zip(ok, result.diagnostics, strict=True)]
     storage.write_csv(layout.kernel_diagnostics, pd.DataFrame(diagnostics))
     log.info("%d x %d distances, %d pairs computed", len(ok), len(ok), result.n_computed)
-    attrs = {**attrs, "versions": storage.canonical_json(storage.library_versions())}
+    attrs = {**attrs, "versions": storage.canonical_json(versions.library_versions())}
     storage.write_distances(layout.distances, result.distances, result.model_ids, attrs)
 
 

@@ -34,21 +34,10 @@ def train(
 ) -> None:
     """Train one job's models in this process (same-shaped ones as one vectorised group);
     write the job's manifest at the end."""
-    from nnmanifold.core import gpu
-
-    if accelerator != "cpu":
-        if (device := gpu.claim_device(jobs_per_gpu)) is not None:
-            log.info("using GPU %s", device)
-
-    # idle OpenMP threads that spin instead of sleeping make tiny-model training on shared
-    # cores 10x slower; set before torch starts its thread pool
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import torch
-
+    job_device(accelerator, jobs_per_gpu, threads)
     from nnmanifold.train import job as train_lib
     from nnmanifold.zoo import data as data_lib
 
-    torch.set_num_threads(threads)
     if len({s["data"]["name"] for s in specs}) != 1:
         raise UserError("one training job trains on one data set")
     ds = data_lib.load_dataset(data.loader_config())
@@ -56,6 +45,22 @@ def train(
     trained = train_lib.train_job(specs, ds, probe, layout.root, accelerator=accelerator)
     rows = [manifest_row(m, layout.model_dir(m["model_id"]), TRAIN_FILES) for m in trained]
     storage.write_json(layout.train_manifest(batch), rows)
+
+
+def job_device(accelerator: str, jobs_per_gpu: int, threads: int) -> str:
+    """Set up a job that runs networks (training or extraction): claim a GPU slot unless pinned
+    to the CPU, start torch with ``threads`` threads that sleep when idle; the device to use."""
+    from nnmanifold.core import gpu
+
+    if accelerator != "cpu" and (index := gpu.claim_device(jobs_per_gpu)) is not None:
+        log.info("using GPU %s", index)
+    # idle OpenMP threads that spin instead of sleeping make tiny-model training on shared
+    # cores 10x slower; set before torch starts its thread pool
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    torch.set_num_threads(threads)
+    return "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
 
 
 def manifest_row(metrics: dict[str, Any], out: Path, names: Sequence[str]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from nnmanifold.core import jobs, storage
+from nnmanifold.core import jobs, storage, versions
 from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import DataSettings
 
@@ -33,7 +33,7 @@ def provenance(layout: Layout, config: dict[str, Any]) -> None:
     record = {
         "config_hash": storage.content_hash(config),
         "config": config,
-        "versions": storage.library_versions(),
+        "versions": versions.library_versions(),
     }
     storage.write_json(layout.provenance, record)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from nnmanifold.core import storage
+from nnmanifold.core import storage, versions
 from nnmanifold.core.paths import ModelFiles
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class ModelResult:
             "test_loss": self.test_loss,
             "val_accuracy": self.val_accuracy,
             "wall_seconds": round(wall_seconds, 3),
-            "versions": storage.library_versions(),
+            "versions": versions.library_versions(),
         }
         if self.epochs_completed is not None:
             out.update(epochs=self.spec["epochs"], epochs_completed=self.epochs_completed)
