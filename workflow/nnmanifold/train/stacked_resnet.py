@@ -192,8 +192,8 @@ class StackedResNet(nn.Module):
 
 def member_bytes(spec: dict[str, Any], input_shape: tuple[int, ...], n_classes: int) -> int:
     """Rough memory one ResNet member takes in a training step: weights, gradients, optimiser
-    state, and a batch's activations (every convolution, BatchNorm and activation output, kept
-    for the backward pass and its gradient)."""
+    state, and a batch's activations (every convolution, BatchNorm and activation output: what
+    autograd keeps for the backward pass, three per layer as ``group.member_bytes`` counts)."""
     with torch.random.fork_rng(devices=[]):  # building the model must not move the RNG
         model = Classifier(spec, input_shape, n_classes)
     per_point = 0
@@ -214,4 +214,4 @@ def member_bytes(spec: dict[str, Any], input_shape: tuple[int, ...], n_classes: 
         hook.remove()
     n_params = sum(p.numel() for p in model.parameters())
     slots = 2 if spec["optimizer"] == "adam" else 1
-    return 4 * (n_params * (3 + slots) + 2 * per_point * spec["batch_size"])
+    return 4 * (n_params * (3 + slots) + per_point * spec["batch_size"])
