@@ -1,13 +1,12 @@
 """ResNet groups: the one-model path's initial weights, data order and augmentation; results
 equal to it; BatchNorm statistics per member; SIGKILL and resume; activations in eval mode."""
 
-import textwrap
-
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import ACCELERATOR, run_killed
+from test_group import KILLER  # kills the job in its third epoch
 
 from nnmanifold.core import storage
 from nnmanifold.core.config import validate
@@ -139,31 +138,6 @@ def test_activations_are_taken_in_eval_mode_and_identical_twice(small):
         assert torch.equal(b, running[name]), name
 
 
-KILLER = textwrap.dedent(
-    """
-    import json, os, signal
-    import numpy as np
-    from nnmanifold.train import group
-    from nnmanifold.train import job as train
-    from nnmanifold.zoo.data import Dataset
-
-    job = json.load(open("job.json"))
-    f = np.load("job.npz")
-    ds = Dataset("digits", f["x_train"], f["y_train"], f["x_test"], f["y_test"])
-    step = group.GroupClassifier.training_step
-
-    def killing_step(self, batch, i):
-        if self.done[0] == 1 and i == 5:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return step(self, batch, i)
-
-    group.GroupClassifier.training_step = killing_step
-    probe = {"x": f["px"], "hash": job["hash"]}
-    train.train_job(job["specs"], ds, probe, job["results"], job["accelerator"])
-    """
-)
-
-
 def test_sigkill_mid_epoch_resumes_with_running_statistics(small, tmp_path):
     ds, probe = small
     specs = _specs(augment="standard", epochs=3, **SGD)
@@ -171,10 +145,10 @@ def test_sigkill_mid_epoch_resumes_with_running_statistics(small, tmp_path):
     results = tmp_path / "killed"
     job = {"specs": specs, "results": str(results), "accelerator": ACCELERATOR}
     run_killed(tmp_path, KILLER, job, ds, probe)
-    for spec in specs:  # one epoch's statistics, per member, in its checkpoint
+    for spec in specs:  # two epochs' statistics, per member, in its checkpoint
         saved = torch.load(Layout(results).model_files(spec["model_id"]).group_checkpoint)
         weights = saved["state_dict"]
-        assert int(weights["blocks.stage1.1.num_batches_tracked"]) == len(ds.y_train) // 32
+        assert int(weights["blocks.stage1.1.num_batches_tracked"]) == 2 * len(ds.y_train) // 32
         assert not torch.equal(weights["blocks.stage1.1.running_mean"], torch.zeros(2))
     resumed = train.train_job(specs, ds, probe, results, accelerator=ACCELERATOR)
     for r, w in zip(resumed, whole, strict=True):
