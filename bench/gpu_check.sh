@@ -6,6 +6,7 @@
 #   bash bench/gpu_check.sh --part train         # < 90 s: vectorised training, K = 1,024 MLPs
 #   bash bench/gpu_check.sh --part pipeline      # < 90 s: the 32-network zoo through Snakemake
 #   bash bench/gpu_check.sh --part resume        # < 90 s: SIGKILL + resume on CUDA, dropout on
+#   bash bench/gpu_check.sh --part resnet        # < 90 s: 64 ResNet-8s as one group vs 4 alone
 # Uses the machine's own python3 (torch, Lightning, h5py, numpy, scipy, scikit-learn are there) with
 # the package from workflow/ on PYTHONPATH. The pipeline and resume parts also need Snakemake,
 # jsonschema and the rest: WHEELS names a folder of wheels for them (`python bench/gpu_wheels.py`
@@ -18,7 +19,7 @@ export PYTHONPATH="$PWD/workflow${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT="${OUT:-bench/out}"
 PART=all
 if [[ "${1:-}" == "--part" ]]; then PART="$2"; fi
-case "$PART" in all|distances|distances-10k|train|pipeline|resume) ;; *) echo "unknown part $PART" >&2; exit 2;; esac
+case "$PART" in all|distances|distances-10k|train|pipeline|resume|resnet) ;; *) echo "unknown part $PART" >&2; exit 2;; esac
 want() { [[ "$PART" == all || "$PART" == "$1" ]]; }
 if [[ -n "${WHEELS:-}" ]]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -113,6 +114,16 @@ if want resume; then
     NNMANIFOLD_TEST_ACCELERATOR=gpu python3 -m pytest -q -p no:cacheprovider \
         tests/test_group.py tests/test_train.py -k "sigkill" \
         || fail "CUDA resume tests"
+fi
+
+if want resnet; then
+    echo "== resnet: 64 ResNet-8s as one group, 2 epochs of 10,000 CIFAR-shaped synthetic images,"
+    echo "   next to 4 trained one at a time (goal: group >= 5x faster per model, every model ok)"
+    python3 bench/train.py --resnet --gpu | tee "$OUT/train_resnet_gpu.txt" | tail -1 \
+        || fail "train.py --resnet --gpu"
+    check "$OUT/train_resnet_gpu.txt" \
+        'f["speedup_per_model"] >= 5 and f["ok"] == f["models"] and f["group_sizes"] == [64]' \
+        "ResNet group >= 5x faster per model than one at a time, one group of 64, every model ok"
 fi
 
 if ((${#FAILED[@]})); then

@@ -4,7 +4,10 @@ CPU (default): 128 MLPs 64-32-10 (synthetic 64-dim inputs, 10 classes), ``--epoc
 so that both paths write their checkpoints) of 4,000 samples, batch 32, SGD + momentum; models/s
 of each path, everything written to disk as a training job does. Every path is timed ``--repeats``
 times (the first run cold, on both sides) and its median counts. ``--gpu``: MNIST-shaped MLPs
-784-64-64-10 at K=1024, model-epochs/s. The last line printed is one JSON object.
+784-64-64-10 at K=1024, model-epochs/s. ``--resnet``: 32 ResNet-8s (16 channels, SGD + momentum)
+on the digits, the group path against the one-model path (``--sequential`` of them), per-model
+speed-up. ``--resnet --gpu``: 64 ResNet-8s (batch 128) as one group on 10,000 CIFAR-shaped
+synthetic images against 4 trained one at a time. The last line printed is one JSON object.
 
 OpenMP threads wait passively here (``OMP_WAIT_POLICY=PASSIVE`` unless set): on a shared machine
 with more runnable threads than cores, spinning waits made two-thread training 10-15x slower.
@@ -22,6 +25,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import subprocess
 import sys
 import tempfile
@@ -240,9 +244,86 @@ def gpu(args: argparse.Namespace) -> dict:
     }
 
 
+def resnet_specs(n: int, epochs: int, batch: int) -> list[dict]:
+    """n ResNet-8s (16 channels) differing in seed and learning rate (SGD + momentum 0.9)."""
+    space = {"arch": ["resnet"], "blocks": [1], "lr": [0.01 * (i + 1) for i in range(8)]}
+    space.update(epochs=[epochs], batch_size=[batch], momentum=[0.9], optimizer=["sgd"])
+    seeds = list(range(math.ceil(n / 8)))
+    return zoo.expand(validate({"zoo": {"seeds": seeds, "space": space}}))[:n]
+
+
+def gpu_resnets(args: argparse.Namespace) -> dict:
+    """ResNet-8s on CIFAR-shaped synthetic images on CUDA: one group, then 4 one at a time."""
+    ds = synthetic(10000, 1000, (3, 32, 32))
+    specs = resnet_specs(args.models, args.epochs, 128)
+    probe = probe_of(ds, 500)
+    work = Path(tempfile.mkdtemp(prefix="bench_train_resnet_gpu_"))
+    t = time.perf_counter()
+    metrics = train.train_job(specs, ds, probe, work / "group", accelerator="gpu")
+    group_s = time.perf_counter() - t
+    sizes = sorted({m.get("group_size") for m in metrics})
+    one = specs[: args.sequential]
+    t = time.perf_counter()
+    alone = [train.train_model(s, ds, probe, work / "one" / s["model_id"], "gpu") for s in one]
+    one_s = (time.perf_counter() - t) / len(one)
+    images = len(ds.y_train) * args.epochs
+    print(
+        f"group: {len(specs)} ResNet-8s x {args.epochs} epochs in {group_s:.1f} s (group sizes "
+        f"{sizes}); one at a time: {one_s:.2f} s per model ({len(one)} models)"
+    )
+    return {
+        "mode": "resnet-gpu",
+        "models": len(specs),
+        "epochs": args.epochs,
+        "group_sizes": sizes,
+        "group_s": round(group_s, 2),
+        "group_images_per_s": round(images * len(specs) / group_s),
+        "group_model_epochs_per_s": round(len(specs) * args.epochs / group_s, 2),
+        "one_model_s_per_model": round(one_s, 2),
+        "one_model_images_per_s": round(images / one_s),
+        "one_model_model_epochs_per_s": round(args.epochs / one_s, 3),
+        "speedup_per_model": round(one_s * len(specs) / group_s, 1),
+        "ok": sum(m["status"] == "ok" for m in metrics),
+        "one_model_ok": sum(m["status"] == "ok" for m in alone),
+        "median_test_accuracy": round(float(np.median([m["test_accuracy"] for m in metrics])), 4),
+    }
+
+
+def resnets(args: argparse.Namespace) -> dict:
+    """ResNet-8s of one shape on the digits: one group against the one-model path."""
+    ds = data.load_dataset(validate({"data": {}})["data"])
+    specs = resnet_specs(args.models, args.epochs, 32)
+    probe = probe_of(ds, 100)
+    work = Path(tempfile.mkdtemp(prefix="bench_train_resnet_"))
+    for path in ("vec", "seq"):
+        (work / path).mkdir()
+    runs = vectorised(specs, ds, probe, work / "vec", args.threads, args.repeats)
+    vec_s = float(np.median([r[0] for r in runs]))
+    seq = specs[: args.sequential]
+    seq_runs = [sequential(seq, ds, probe, work / "seq") for _ in range(args.repeats)]
+    seq_s = float(np.median(seq_runs))
+    print(f"one-model path: {len(seq)} ResNets, {args.repeats} runs, {seq_s:.3f} s/model")
+    return {
+        "mode": "resnet",
+        "models": len(specs),
+        "epochs": args.epochs,
+        "runs_per_path": args.repeats,
+        "threads": args.threads,
+        "group_models_per_s": round(len(specs) / vec_s, 2),
+        "group_models_per_s_runs": [round(len(specs) / r[0], 2) for r in runs],
+        "one_model_models_per_s": round(1 / seq_s, 3),
+        "one_model_models_per_s_runs": [round(1 / r, 3) for r in seq_runs],
+        "one_model_models_timed": len(seq),
+        "speedup_per_model": round(seq_s * len(specs) / vec_s, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="MNIST-shaped MLPs on CUDA")
+    parser.add_argument(
+        "--resnet", action="store_true", help="ResNet-8s: on the digits, or with --gpu CIFAR-shaped"
+    )
     parser.add_argument("--npz", help="--gpu: MNIST as an npz (default: synthetic, same shape)")
     parser.add_argument("--models", type=int, help="zoo size (default 128 on CPU, 1024 on GPU)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per model (>= 2 on CPU)")
@@ -258,9 +339,15 @@ def main() -> None:
     args = parser.parse_args()
     if not args.gpu and args.epochs < 2:
         parser.error("--epochs must be at least 2: the vectorised path checkpoints from epoch 2")
-    args.models = args.models or (1024 if args.gpu else 128)
     warnings.filterwarnings("ignore")
     logging.getLogger("nnmanifold").setLevel(logging.WARNING)
+    if args.resnet:
+        args.models = args.models or (64 if args.gpu else 32)
+        args.sequential = min(args.sequential, 4 if args.gpu else 8)
+        figures = gpu_resnets(args) if args.gpu else resnets(args)
+        print(json.dumps(figures))
+        return
+    args.models = args.models or (1024 if args.gpu else 128)
     print(json.dumps(gpu(args) if args.gpu else cpu(args)))
 
 

@@ -124,13 +124,13 @@ def test_sigkill_mid_epoch_resumes_with_batchnorm_statistics(digits, tmp_path):
         assert np.array_equal(a, b), layer
 
 
-def test_job_trains_resnets_on_the_one_model_path(digits, tmp_path):
+def test_job_trains_resnets_in_groups_of_their_shape(digits, tmp_path):
     ds, probe = digits
     specs = [_spec(lr=0.1, epochs=2), _spec(epochs=1, channels=2)]
     trained = train.train_job(specs, ds, probe, tmp_path, accelerator="cpu")
     assert [m["status"] for m in trained] == ["ok", "ok"]
     assert trained[0]["test_accuracy"] > 0.5  # chance is 0.1
-    assert all("group_size" not in m for m in trained)  # the group trainer has no BatchNorm yet
+    assert [m["group_size"] for m in trained] == [1, 1]  # two shapes: two groups
 
 
 def test_a_digits_zoo_with_resnets_trains_through_the_workflow(tmp_path):

@@ -22,9 +22,11 @@ import pytorch_lightning as pl
 import torch
 
 from nnmanifold.train import members as member_state
+from nnmanifold.train import stacked_resnet
 from nnmanifold.train.members import MemberState
 from nnmanifold.train.optim import GroupAdam, GroupSGD
 from nnmanifold.train.stacked import StackedClassifier, dropout_keys, member_cross_entropy
+from nnmanifold.train.stacked_resnet import StackedResNet
 from nnmanifold.zoo import architecture
 from nnmanifold.zoo.data import Dataset, data_order_seed
 
@@ -73,7 +75,9 @@ class GroupClassifier(pl.LightningModule):
         self.automatic_optimization = False
         self.specs = list(specs)
         weights, self._optim_state = member_state.stack(states)
-        self.model = StackedClassifier(self.specs, dataset.input_shape, dataset.n_classes, weights)
+        stacked = StackedResNet if self.specs[0]["arch"] == "resnet" else StackedClassifier
+        self.model = stacked(self.specs, dataset.input_shape, dataset.n_classes, weights)
+        self.augmented = any(s.get("augment", "none") != "none" for s in self.specs)
         self.register_buffer("diverged", torch.tensor([s.diverged for s in states]))
         self.register_buffer("x_train", torch.from_numpy(dataset.x_train), persistent=False)
         self.register_buffer("y_train", torch.from_numpy(dataset.y_train), persistent=False)
@@ -139,6 +143,8 @@ class GroupClassifier(pl.LightningModule):
         flat = idx.flatten()
         x = self.x_train.index_select(0, flat).view(self.size, n, *self.x_train.shape[1:])
         y = self.y_train.index_select(0, flat).view(self.size, n)
+        if self.augmented:  # each member's own crops and flips, as its one-model run draws them
+            x = stacked_resnet.augment_members(x, self.specs, self.done, step)
         logits, _ = self.model(x, (run["keys"], step))
         losses = member_cross_entropy(logits, y)
         finite = torch.isfinite(losses)
@@ -149,6 +155,8 @@ class GroupClassifier(pl.LightningModule):
         # members left out get a zero gradient: the optimiser then keeps them bit for bit
         self.manual_backward(torch.where(live, losses, 0.0).sum())
         opt.step(members=live)
+        if isinstance(self.model, StackedResNet):  # BatchNorm statistics of live members only
+            self.model.keep_running(live)
         run["loss_sum"] += torch.where(live, losses.detach(), 0.0) * n
         run["seen"] += n
 
@@ -166,6 +174,8 @@ class GroupClassifier(pl.LightningModule):
         idx = torch.as_tensor(list(members), dtype=torch.long, device=self.device)
         names = self.model.names
         weights = {n: w.detach()[idx].cpu() for n, w in zip(names, self.model.weights, strict=True)}
+        if isinstance(self.model, StackedResNet):  # running statistics, per member
+            weights |= {n: b[idx].cpu() for n, b in self.model.running.items()}
         state = self.optimizers(use_pl_optimizer=False).state_dict()["state"]
         optim = {names[i]: {k: v[idx].cpu() for k, v in st.items()} for i, st in state.items()}
         diverged = self.diverged[idx].tolist()
@@ -175,6 +185,9 @@ class GroupClassifier(pl.LightningModule):
 def member_bytes(spec: dict[str, Any], dataset: Dataset) -> int:
     """Rough memory one member takes in a training step: weights, gradients, optimiser state,
     a batch's activations (forward and backward) and its epoch's data order."""
+    if spec["arch"] == "resnet":
+        shape = (dataset.input_shape, dataset.n_classes)
+        return stacked_resnet.member_bytes(spec, *shape) + 8 * len(dataset.y_train)
     layers = architecture.layers(spec, dataset.input_shape, dataset.n_classes)
     n_params = sum(layer.n_parameters for layer in layers)
     per_point = math.prod(dataset.input_shape) + sum(layer.width for layer in layers)

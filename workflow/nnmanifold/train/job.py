@@ -144,7 +144,7 @@ def train_job(
         if (finished := _finished(own, probe["hash"])) is not None:
             log.info("model %s: outputs complete for this probe set, kept", spec["model_id"])
             done[spec["model_id"]] = finished
-        elif own.last_checkpoint.is_file() or _one_model_only(spec):
+        elif own.last_checkpoint.is_file():
             done[spec["model_id"]] = train_model(spec, dataset, probe, own.root, accelerator)
         else:
             shapes.setdefault(zoo.shape_key(spec), []).append(spec)
@@ -154,12 +154,6 @@ def train_job(
         for i in range(0, len(members), size):
             done.update(train_group(members[i : i + size], dataset, probe, files, accelerator))
     return [done[s["model_id"]] for s in specs]
-
-
-def _one_model_only(spec: dict[str, Any]) -> bool:
-    """Whether a model trains on the one-model path only: ResNets (BatchNorm) and augmented
-    models, until the group trainer has per-member BatchNorm and augmentation."""
-    return spec["arch"] == "resnet" or "augment" in spec
 
 
 def train_group(

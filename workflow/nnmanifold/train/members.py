@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from nnmanifold.train import stacked_resnet
 from nnmanifold.train.models import Classifier
 from nnmanifold.train.stacked import dropout_keys
 from nnmanifold.zoo.data import data_order_seed
@@ -70,6 +71,8 @@ def initial_weights(
     initialise in construction order; re-initialising one template's layers in that order under
     each seed gives the same bits without building (and seeding every device for) each model.
     """
+    if specs[0]["arch"] == "resnet":
+        return stacked_resnet.initial_weights(specs, input_shape, n_classes)
     model = Classifier(specs[0], input_shape, n_classes)
     layers = [m for m in model.modules() if hasattr(m, "reset_parameters")]
     weights = []
@@ -84,9 +87,12 @@ def initial_weights(
 def fresh_states(
     specs: Sequence[dict[str, Any]], input_shape: tuple[int, ...], n_classes: int
 ) -> list[MemberState]:
-    """Same-shaped members that have not trained yet: initial weights, zero optimiser state."""
+    """Same-shaped members that have not trained yet: initial weights, zero optimiser state
+    (for parameters only: BatchNorm's running statistics are no optimiser's)."""
     weights = initial_weights(specs, input_shape, n_classes)
-    zeros = {n: torch.zeros_like(v) for n, v in weights[0].items()}
+    zeros = {
+        n: torch.zeros_like(v) for n, v in weights[0].items() if not stacked_resnet.is_running(n)
+    }
     slots = SLOTS[specs[0]["optimizer"]]
     return [MemberState(w, {slot: zeros for slot in slots}) for w in weights]
 
@@ -96,9 +102,9 @@ def stack(
 ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
     """K members' weights (name -> (K, ...)) and optimiser state (name -> slot -> (K, ...), with
     Adam's per-member step count as ``steps``), in the optimisers' state layout."""
-    names = list(states[0].weights)
-    weights = {n: torch.stack([s.weights[n] for s in states]) for n in names}
+    weights = {n: torch.stack([s.weights[n] for s in states]) for n in states[0].weights}
     steps = torch.tensor([s.adam_step for s in states])
+    names = next(iter(states[0].optim.values()))  # the parameters, running statistics left out
     optim = {
         n: {k: torch.stack([s.optim[k][n] for s in states]) for k in states[0].optim} for n in names
     }
@@ -121,7 +127,7 @@ def unstack(
     return [
         MemberState(
             {n: w[j].clone() for n, w in weights.items()},
-            {k: {n: optim[n][k][j].clone() for n in weights} for k in slots},
+            {k: {n: optim[n][k][j].clone() for n in optim} for k in slots},
             float(first["steps"][j]) if "steps" in first else 0.0,
             bool(diverged[j]),
             int(done[j]),
