@@ -58,12 +58,8 @@ except UserError as err:
     raise WorkflowError(str(err)) from None
 NETWORKS = {n["model_id"]: n for n in _resolved["networks"]}
 PLACE_NETWORKS = {n["model_id"]: n for n in _resolved["place"]}
-NETWORK_BATCHES = network_sources.batches(
-    list(NETWORKS.values()), PER_JOB, "xb"
-)
-PLACE_BATCHES = network_sources.batches(
-    list(PLACE_NETWORKS.values()), PER_JOB, "pb"
-)
+NETWORK_BATCHES = network_sources.batches(list(NETWORKS.values()), PER_JOB, "xb")
+PLACE_BATCHES = network_sources.batches(list(PLACE_NETWORKS.values()), PER_JOB, "pb")
 # The jobs whose networks the map holds: the zoo's training jobs and the extraction jobs.
 MAP_BATCHES = {**BATCHES, **NETWORK_BATCHES}
 
