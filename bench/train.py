@@ -2,7 +2,9 @@
 
 CPU (default): 128 MLPs 64-32-10 (synthetic 64-dim inputs, 10 classes), ``--epochs`` (default 2,
 so that both paths write their checkpoints) of 4,000 samples, batch 32, SGD + momentum; models/s
-of each path, everything written to disk as a training job does. Every path is timed ``--repeats``
+of each path, everything written to disk as a training job does. The random-width case: the same
+zoo with widths log-uniform in 8-128 (padded groups, ``train.padding``) on the vectorised path,
+next to the same-shape figure (goal: at least 0.6 of it). Every path is timed ``--repeats``
 times (the first run cold, on both sides) and its median counts. ``--gpu``: MNIST-shaped MLPs
 784-64-64-10 at K=1024, model-epochs/s. The last line printed is one JSON object.
 
@@ -35,6 +37,7 @@ import torch
 
 from nnmanifold.core.config import validate
 from nnmanifold.train import job as train
+from nnmanifold.train import padding
 from nnmanifold.zoo import data
 from nnmanifold.zoo import specs as zoo
 
@@ -77,6 +80,17 @@ def zoo_specs(n: int, width: int, depth: int, batch: int, epochs: int) -> list[d
     space = {"lr": [0.005 * (i + 1) for i in range(8)], "width": [width], "depth": [depth]}
     space.update(batch_size=[batch], epochs=[epochs], momentum=[0.9], optimizer=["sgd"])
     return zoo.expand(validate({"zoo": {"seeds": seeds, "space": space}}))[:n]
+
+
+def random_widths(specs: list[dict], low: int, high: int, seed: int = 0) -> list[dict]:
+    """The specs with widths drawn log-uniform in [low, high] (new model ids)."""
+    rng = np.random.default_rng(seed)
+    widths = np.rint(np.exp(rng.uniform(np.log(low), np.log(high), len(specs)))).astype(int)
+    out = []
+    for spec, width in zip(specs, widths.tolist(), strict=True):
+        new = {k: v for k, v in spec.items() if k != "model_id"} | {"width": width}
+        out.append({"model_id": zoo.model_id(new), **new})
+    return out
 
 
 def probe_of(ds: data.Dataset, n: int) -> dict:
@@ -158,6 +172,18 @@ def sequential(specs: list[dict], ds: data.Dataset, probe: dict, work: Path) -> 
     return (time.perf_counter() - t) / len(specs)
 
 
+def padded_groups(specs: list[dict]) -> list[dict]:
+    """The groups a job of ``specs`` trains in (``padding.group_key``): members, padded width,
+    and the padding's share of the group's hidden units."""
+    groups: dict[str, list[int]] = {}
+    for spec in specs:
+        groups.setdefault(padding.group_key(spec), []).append(spec["width"])
+    return [
+        {"members": len(w), "width": max(w), "padding": round(1 - sum(w) / (len(w) * max(w)), 3)}
+        for w in sorted(groups.values(), key=max)
+    ]
+
+
 def checkpoints(work: Path) -> int:
     """Checkpoint files written under ``work`` (both paths must write theirs to compare)."""
     return sum(1 for _ in work.rglob("checkpoints/*"))
@@ -168,10 +194,12 @@ def cpu(args: argparse.Namespace) -> dict:
     specs = zoo_specs(args.models, 32, 1, 32, args.epochs)
     probe = probe_of(ds, 100)
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
-    for path in ("vec", "also", "seq", "proc"):
+    for path in ("vec", "mixed", "also", "seq", "proc"):
         (work / path).mkdir()
     load = os.getloadavg()[0]
     runs = vectorised(specs, ds, probe, work / "vec", args.threads, args.repeats)
+    mixed_specs = random_widths(specs, 8, 128)
+    mixed = vectorised(mixed_specs, ds, probe, work / "mixed", args.threads, args.repeats)
     also = vectorised(specs, ds, probe, work / "also", args.threads_also, args.repeats)
     torch.set_num_threads(args.threads)
     vec_s, vec_cpu_s, write_s = np.median(np.array(runs), axis=0)
@@ -184,6 +212,8 @@ def cpu(args: argparse.Namespace) -> dict:
     proc_s = float(np.median(proc_runs))
     print(f"one process per model: {len(proc)} models, {args.repeats} runs, {proc_s:.3f} s/model")
     vec = len(specs) / vec_s
+    mixed_rate = len(specs) / float(np.median([r[0] for r in mixed]))
+    print(f"random widths: {mixed_rate:.1f} models/s, same shape {vec:.1f}")
     return {
         "mode": "cpu",
         "models": len(specs),
@@ -201,6 +231,10 @@ def cpu(args: argparse.Namespace) -> dict:
         f"vectorised_models_per_s_{args.threads_also}_threads": round(
             len(specs) / float(np.median([r[0] for r in also])), 2
         ),
+        "random_width_models_per_s": round(mixed_rate, 2),
+        "random_width_models_per_s_runs": [round(len(specs) / r[0], 1) for r in mixed],
+        "random_width_fraction_of_same_shape": round(mixed_rate / vec, 3),
+        "random_width_groups": padded_groups(mixed_specs),
         "vectorised_models_per_cpu_s": round(len(specs) / vec_cpu_s, 2),
         "vectorised_output_writing_s": round(write_s, 3),
         "vectorised_models_per_s_without_writes": round(len(specs) / (vec_s - write_s), 2),

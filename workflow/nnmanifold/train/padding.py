@@ -30,10 +30,10 @@ PADDED = {"mlp": ("width",), "cnn": ("width", "channels")}
 BUCKET_BASE = 4
 
 
-def bucket(size: int, base: int = BUCKET_BASE) -> int:
-    """The smallest b with size <= base**b."""
+def bucket(size: int) -> int:
+    """The smallest b with size <= BUCKET_BASE**b."""
     b = 0
-    while base**b < size:
+    while BUCKET_BASE**b < size:
         b += 1
     return b
 
