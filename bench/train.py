@@ -6,7 +6,8 @@ of each path, everything written to disk as a training job does. The random-widt
 zoo with widths log-uniform in 8-128 (padded groups, ``train.padding``) on the vectorised path,
 next to the same-shape figure (goal: at least 0.6 of it). Every path is timed ``--repeats``
 times (the first run cold, on both sides) and its median counts. ``--gpu``: MNIST-shaped MLPs
-784-64-64-10 at K=1024, model-epochs/s. The last line printed is one JSON object.
+784-64-64-10 at K=1024, model-epochs/s; with ``--random-widths`` the same K again at widths
+log-uniform in 8-128, next to the one-shape figure. The last line printed is one JSON object.
 
 OpenMP threads wait passively here (``OMP_WAIT_POLICY=PASSIVE`` unless set): on a shared machine
 with more runnable threads than cores, spinning waits made two-thread training 10-15x slower.
@@ -172,12 +173,13 @@ def sequential(specs: list[dict], ds: data.Dataset, probe: dict, work: Path) -> 
     return (time.perf_counter() - t) / len(specs)
 
 
-def padded_groups(specs: list[dict]) -> list[dict]:
+def padded_groups(specs: list[dict], device: str) -> list[dict]:
     """The groups a job of ``specs`` trains in (``padding.group_key``): members, padded width,
     and the padding's share of the group's hidden units."""
     groups: dict[str, list[int]] = {}
     for spec in specs:
-        groups.setdefault(padding.group_key(spec), []).append(spec["width"])
+        key = padding.group_key(spec, padding.BUCKET_BASE[device])
+        groups.setdefault(key, []).append(spec["width"])
     return [
         {"members": len(w), "width": max(w), "padding": round(1 - sum(w) / (len(w) * max(w)), 3)}
         for w in sorted(groups.values(), key=max)
@@ -234,7 +236,7 @@ def cpu(args: argparse.Namespace) -> dict:
         "random_width_models_per_s": round(mixed_rate, 2),
         "random_width_models_per_s_runs": [round(len(specs) / r[0], 1) for r in mixed],
         "random_width_fraction_of_same_shape": round(mixed_rate / vec, 3),
-        "random_width_groups": padded_groups(mixed_specs),
+        "random_width_groups": padded_groups(mixed_specs, "cpu"),
         "vectorised_models_per_cpu_s": round(len(specs) / vec_cpu_s, 2),
         "vectorised_output_writing_s": round(write_s, 3),
         "vectorised_models_per_s_without_writes": round(len(specs) / (vec_s - write_s), 2),
@@ -254,14 +256,19 @@ def gpu(args: argparse.Namespace) -> dict:
     specs = zoo_specs(args.models, 64, 2, 64, args.epochs)
     probe = probe_of(ds, 1000)
     work = Path(tempfile.mkdtemp(prefix="bench_train_gpu_"))
-    t = time.perf_counter()
-    metrics = train.train_job(specs, ds, probe, work, accelerator="gpu")
-    wall = time.perf_counter() - t
+    wall, metrics = gpu_run(specs, ds, probe, work / "one_shape", args.epochs)
     acc = [m["test_accuracy"] for m in metrics if m["status"] == "ok"]
-    print(
-        f"{len(specs)} models x {args.epochs} epochs in {wall:.1f} s, group sizes "
-        f"{sorted({m.get('group_size') for m in metrics})}"
-    )
+    mixed = {}
+    if args.random_widths:
+        mixed_specs = random_widths(specs, 8, 128)
+        mixed_wall, mixed_metrics = gpu_run(mixed_specs, ds, probe, work / "mixed", args.epochs)
+        rate = len(specs) * args.epochs / mixed_wall
+        mixed = {
+            "random_width_model_epochs_per_s": round(rate, 1),
+            "random_width_fraction_of_one_shape": round(wall / mixed_wall, 3),
+            "random_width_groups": padded_groups(mixed_specs, "cuda"),
+            "random_width_ok": sum(m["status"] == "ok" for m in mixed_metrics),
+        }
     return {
         "mode": "gpu",
         "data": args.npz or "synthetic",
@@ -271,13 +278,31 @@ def gpu(args: argparse.Namespace) -> dict:
         "model_epochs_per_s": round(len(specs) * args.epochs / wall, 1),
         "median_test_accuracy": round(float(np.median(acc)), 4) if acc else None,
         "ok": len(acc),
+        **mixed,
     }
+
+
+def gpu_run(
+    specs: list[dict], ds: data.Dataset, probe: dict, out: Path, epochs: int
+) -> tuple[float, list[dict]]:
+    """(wall s, metrics) of one training job of ``specs`` on the GPU, into ``out``."""
+    t = time.perf_counter()
+    metrics = train.train_job(specs, ds, probe, out, accelerator="gpu")
+    wall = time.perf_counter() - t
+    print(
+        f"{len(specs)} models x {epochs} epochs in {wall:.1f} s, group sizes "
+        f"{sorted({m.get('group_size') for m in metrics})}"
+    )
+    return wall, metrics
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="MNIST-shaped MLPs on CUDA")
     parser.add_argument("--npz", help="--gpu: MNIST as an npz (default: synthetic, same shape)")
+    parser.add_argument(
+        "--random-widths", action="store_true", help="--gpu: also the zoo at widths 8-128"
+    )
     parser.add_argument("--models", type=int, help="zoo size (default 128 on CPU, 1024 on GPU)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per model (>= 2 on CPU)")
     parser.add_argument("--sequential", type=int, default=16, help="models timed one by one")

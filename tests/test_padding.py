@@ -60,16 +60,20 @@ def test_a_padded_member_trains_as_its_unpadded_self(digits, arch, optimizer):
         assert ours.adam_step == alone.adam_step
 
 
-@pytest.mark.parametrize("arch", ["mlp", "cnn"])
-def test_padded_units_are_inert(digits, arch):
-    """Sigmoid (1/2 at zero) with dropout: padded units output zero, their weights get zero
-    gradient, and after training the padded parts of weights and optimiser state are zero."""
+@pytest.mark.parametrize(
+    ("arch", "activation"), [("mlp", "sigmoid"), ("cnn", "sigmoid"), ("mlp", "relu")]
+)
+def test_padded_units_are_inert(digits, arch, activation):
+    """With dropout: padded units output zero, their weights get zero gradient, and after
+    training the padded parts of weights and optimiser state are zero: masked under sigmoid
+    (1/2 at zero), kept at zero by their zero weights under relu."""
     ds, _ = digits
-    space = {**SPACES[arch], "activation": "sigmoid"}
+    space = {**SPACES[arch], "activation": activation}
     specs = _specs(seeds=(0,), **OPTIMISERS["adam"], **space, dropout=0.3)
     specs = [s for s in specs if arch == "mlp" or s["channels"] * 4 == s["width"]]
     module = _trained(specs, ds)
     model = module.model
+    assert model.masked == (activation == "sigmoid")
     narrow = min(range(len(specs)), key=lambda k: specs[k]["width"])
 
     def padded_part(tensor, k, name):

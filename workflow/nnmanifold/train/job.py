@@ -140,6 +140,7 @@ def train_job(
     files = {s["model_id"]: Layout(results).model_files(s["model_id"]) for s in specs}
     done: dict[str, dict[str, Any]] = {}
     shapes: dict[str, list[dict[str, Any]]] = {}
+    base = padding.BUCKET_BASE["cuda" if _on_gpu(accelerator) else "cpu"]
     for spec in specs:
         own = files[spec["model_id"]]
         if (finished := _finished(own, probe["hash"])) is not None:
@@ -148,7 +149,7 @@ def train_job(
         elif own.last_checkpoint.is_file() or _one_model_only(spec):
             done[spec["model_id"]] = train_model(spec, dataset, probe, own.root, accelerator)
         else:
-            shapes.setdefault(padding.group_key(spec), []).append(spec)
+            shapes.setdefault(padding.group_key(spec, base), []).append(spec)
     budget = _group_budget(accelerator)
     for members in shapes.values():
         size = group.group_size(padding.padded_spec(members), dataset, budget)
@@ -319,9 +320,14 @@ def _load_resume_point(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _on_gpu(accelerator: str) -> bool:
+    """Whether groups train on a CUDA device."""
+    return accelerator != "cpu" and torch.cuda.is_available()
+
+
 def _group_budget(accelerator: str) -> int:
     """Bytes a group may take: a quarter of free GPU memory, or half the CPU's last-level cache."""
-    if accelerator != "cpu" and torch.cuda.is_available():
+    if _on_gpu(accelerator):
         free, _ = torch.cuda.mem_get_info()
         return free // 4
     for level in ("index3", "index2"):

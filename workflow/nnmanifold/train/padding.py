@@ -8,8 +8,8 @@ loss alone (``unpad`` gives a member's own tensors back). Dropout draws per real
 (``stacked.uniforms``), so a padded member's masks are its unpadded self's.
 
 ``group_key`` is what job members must share to train together: their shape apart from width and
-channels, and a width bucket (``BUCKET_BASE``) that bounds the padding waste. ResNets keep exact
-shapes.
+channels, and a width bucket (``BUCKET_BASE``, by device) that bounds the padding waste. ResNets
+keep exact shapes.
 """
 
 from __future__ import annotations
@@ -25,15 +25,20 @@ from nnmanifold.zoo.specs import shape_key
 
 #: Padded keys, by the architectures that pad.
 PADDED = {"mlp": ("width",), "cnn": ("width", "channels")}
-#: Members share a group when each padded size lies in the same (BUCKET_BASE**(b-1), BUCKET_BASE**b]
-#: bucket: a group's widest member is then under BUCKET_BASE times its narrowest.
-BUCKET_BASE = 4
+#: Members share a group when each padded size lies in one bucket (base**(b-1), base**b]: a
+#: group's widest member is then under ``base`` times its narrowest. Fewer groups pay the per-step
+#: cost fewer times; wider buckets pay more padding. On a CPU, 128 MLPs of widths 8-128
+#: (bench/train.py, 1 thread, loaded machine) trained at 0.65 of the same-shape rate with base 2
+#: (5 groups), 0.94 with base 4 (3 groups, 24-40 % padding), 0.60 in one group (62 % padding).
+#: On a GPU a step of a zoo-sized group is bound by kernel launches, not arithmetic, so widths up
+#: to 256 share one group (not yet measured: bench/gpu_check.sh, part mixed).
+BUCKET_BASE = {"cpu": 4, "cuda": 256}
 
 
-def bucket(size: int) -> int:
-    """The smallest b with size <= BUCKET_BASE**b."""
+def bucket(size: int, base: int) -> int:
+    """The smallest b with size <= base**b."""
     b = 0
-    while BUCKET_BASE**b < size:
+    while base**b < size:
         b += 1
     return b
 
@@ -44,9 +49,9 @@ def pad_key(spec: dict[str, Any]) -> str:
     return shape_key({k: v for k, v in spec.items() if k not in padded})
 
 
-def group_key(spec: dict[str, Any]) -> str:
+def group_key(spec: dict[str, Any], base: int = BUCKET_BASE["cpu"]) -> str:
     """The group a job member trains in: ``pad_key`` and the bucket of each padded size."""
-    buckets = {k: bucket(spec[k]) for k in PADDED.get(spec["arch"], ())}
+    buckets = {k: bucket(spec[k], base) for k in PADDED.get(spec["arch"], ())}
     return json.dumps([pad_key(spec), buckets], sort_keys=True)
 
 

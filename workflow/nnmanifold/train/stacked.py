@@ -89,13 +89,14 @@ def forward(
     x: torch.Tensor,
     shared: bool,
     drop: tuple[torch.Tensor, torch.Tensor, int] | None = None,
-    pads: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    pads: dict[str, tuple[torch.Tensor | None, torch.Tensor]] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Logits (K, n, classes) and every hidden layer (K, n, features) of K stacked Classifiers.
 
     ``x`` is one input batch for all (``shared``, shape (n, ...)) or one per member (K, n, ...).
     ``drop`` = (p, keys, counter) applies each member's dropout after its dense hidden layers.
-    ``pads`` (``padding.masks``) zeroes padded units after the activation of the layers it names.
+    ``pads`` (``padding.masks``) zeroes padded units after the activation of the layers it names
+    (no mask: the activation keeps them zero) and gives dropout each member's real units.
     Dense layers run feature-major, (K, features, n), and the results are views of that: each
     weight's gradient then comes out in the weight's own layout (no copy per step), and the loss
     reduces over an outer class axis (see ``member_cross_entropy``).
@@ -111,8 +112,8 @@ def forward(
                 h = h.repeat(1, K, 1, 1) if shared else h.transpose(0, 1).flatten(1, 2)
             h = F.conv2d(h, w.flatten(0, 1), b.flatten(), padding=1, groups=K)
             h = activation(h)
-            if layer.name in pads:
-                h = h * pads[layer.name][0].view(1, -1, 1, 1)
+            if (mask := pads.get(layer.name, (None, None))[0]) is not None:
+                h = h * mask.view(1, -1, 1, 1)
             if layer.pool:
                 h = F.max_pool2d(h, 2)
             hidden[layer.name] = h.view(h.shape[0], K, -1).transpose(0, 1)
@@ -196,6 +197,9 @@ class StackedClassifier(nn.Module):
         self.widths = [{layer.name: layer.width for layer in layers[:-1]} for layers in own]
         sizes = {layer.name: [m[i].n_out for m in own] for i, layer in enumerate(self.layers[:-1])}
         self.pads = padding.masks(sizes, {layer.name: layer.n_out for layer in self.layers})
+        #: Padded units are masked unless the activation maps zero to zero: their zero weights
+        #: then keep them at zero, with zero gradient, without the cost of a mask.
+        self.masked = float(self.activation(torch.zeros(()))) != 0.0
         for name, (mask, units) in self.pads.items():
             self.register_buffer(f"mask_{name}", mask, persistent=False)
             self.register_buffer(f"units_{name}", units, persistent=False)
@@ -214,13 +218,14 @@ class StackedClassifier(nn.Module):
     def _index(self, members: Sequence[int]) -> torch.Tensor:
         return torch.as_tensor(list(members), dtype=torch.long, device=self.p_drop.device)
 
-    def _pads(self, members: Sequence[int] | None = None) -> dict[str, tuple[torch.Tensor, ...]]:
-        """The padded layers' masks and real units on this device (some members only)."""
+    def _pads(self, members: Sequence[int] | None = None) -> dict[str, tuple[Any, torch.Tensor]]:
+        """The padded layers' masks (None where not masked) and real units on this device
+        (some members only)."""
         out = {n: (getattr(self, f"mask_{n}"), getattr(self, f"units_{n}")) for n in self.pads}
-        if members is None:
-            return out
-        idx = self._index(members)
-        return {n: (mask[idx], units[idx]) for n, (mask, units) in out.items()}
+        if members is not None:
+            idx = self._index(members)
+            out = {n: (mask[idx], units[idx]) for n, (mask, units) in out.items()}
+        return {n: (mask if self.masked else None, units) for n, (mask, units) in out.items()}
 
     def forward(
         self, x: torch.Tensor, stream: Stream | None = None
