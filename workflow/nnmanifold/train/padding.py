@@ -2,9 +2,10 @@
 
 A group's layers are those of its widest member (``padded_spec``). Member k's weights sit in the
 leading corner of each stacked tensor (``pad``; the flattened conv output is channel-major, so a
-CNN's dense layer pads the same way) and the rest is zero; ``masks`` zero the padded units after
-each activation, so they output zero, get zero gradient, and leave the optimiser state and the
-loss alone (``unpad`` gives a member's own tensors back). Dropout draws per real unit position
+CNN's dense layer pads the same way) and the rest is zero. Padded units then output zero, get
+zero gradient, and leave the optimiser state and the loss alone: their zero weights keep them at
+zero under an activation that maps zero to zero, and ``masks`` zero them after any other (sigmoid);
+``unpad`` gives a member's own tensors back. Dropout draws per real unit position
 (``stacked.uniforms``), so a padded member's masks are its unpadded self's.
 
 ``group_key`` is what job members must share to train together: their shape apart from width and
@@ -28,8 +29,9 @@ PADDED = {"mlp": ("width",), "cnn": ("width", "channels")}
 #: Members share a group when each padded size lies in one bucket (base**(b-1), base**b]: a
 #: group's widest member is then under ``base`` times its narrowest. Fewer groups pay the per-step
 #: cost fewer times; wider buckets pay more padding. On a CPU, 128 MLPs of widths 8-128
-#: (bench/train.py, 1 thread, loaded machine) trained at 0.65 of the same-shape rate with base 2
-#: (5 groups), 0.94 with base 4 (3 groups, 24-40 % padding), 0.60 in one group (62 % padding).
+#: (bench/train.py, 1 thread, 2 loaded cores; CPU-time ratios) trained at 0.50-0.58 of the
+#: same-shape rate with base 4 (3 groups, 24-40 % padding), 0.47 with base 2 (5 groups), 0.50
+#: with base 2.83 (4), 0.38 with base 1.41 (8) and 0.53 in one group (62 % padding).
 #: On a GPU a step of a zoo-sized group is bound by kernel launches, not arithmetic, so widths up
 #: to 256 share one group (not yet measured: bench/gpu_check.sh, part mixed).
 BUCKET_BASE = {"cpu": 4, "cuda": 256}
