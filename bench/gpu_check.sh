@@ -4,6 +4,7 @@
 #   bash bench/gpu_check.sh --part distances     # < 90 s: CUDA distance rate vs float64 GEMM
 #   bash bench/gpu_check.sh --part distances-10k # < 2 min: operators + distances, N = 10,000
 #   bash bench/gpu_check.sh --part train         # < 90 s: vectorised training, K = 1,024 MLPs
+#   bash bench/gpu_check.sh --part mixed         # < 2 min: K = 1,024 MLPs of random widths
 #   bash bench/gpu_check.sh --part pipeline      # < 90 s: the 32-network zoo through Snakemake
 #   bash bench/gpu_check.sh --part resume        # < 90 s: SIGKILL + resume on CUDA, dropout on
 #   bash bench/gpu_check.sh --part resnet        # < 90 s: 64 ResNet-8s as one group vs 4 alone
@@ -19,7 +20,7 @@ export PYTHONPATH="$PWD/workflow${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT="${OUT:-bench/out}"
 PART=all
 if [[ "${1:-}" == "--part" ]]; then PART="$2"; fi
-case "$PART" in all|distances|distances-10k|train|pipeline|resume|resnet) ;; *) echo "unknown part $PART" >&2; exit 2;; esac
+case "$PART" in all|distances|distances-10k|train|mixed|pipeline|resume|resnet) ;; *) echo "unknown part $PART" >&2; exit 2;; esac
 want() { [[ "$PART" == all || "$PART" == "$1" ]]; }
 if [[ -n "${WHEELS:-}" ]]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -98,6 +99,16 @@ if n >= 2:
     assert claims[0]["device"] != claims[1]["device"], "two jobs on one GPU while two are free"
 print("PASS distinct slot claims" + (" on distinct devices" if n >= 2 else " (one GPU)"))
 PY
+fi
+
+if want mixed; then
+    echo "== mixed: K=1,024 MNIST-shaped MLPs (depth 2) at widths log-uniform 8-128, padded groups,"
+    echo "   next to the same K at width 64 (goal: >= 0.5 of the one-shape model-epochs/s)"
+    python3 bench/train.py --gpu --random-widths ${MNIST_NPZ:+--npz "$MNIST_NPZ"} \
+        | tee "$OUT/train_gpu_mixed.txt" | tail -1 || fail "train.py --gpu --random-widths"
+    check "$OUT/train_gpu_mixed.txt" \
+        'f["random_width_fraction_of_one_shape"] >= 0.5 and f["random_width_ok"] == f["models"]' \
+        "random widths >= 0.5 of the one-shape model-epochs/s, every model ok"
 fi
 
 if want pipeline; then

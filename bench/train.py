@@ -2,12 +2,16 @@
 
 CPU (default): 128 MLPs 64-32-10 (synthetic 64-dim inputs, 10 classes), ``--epochs`` (default 2,
 so that both paths write their checkpoints) of 4,000 samples, batch 32, SGD + momentum; models/s
-of each path, everything written to disk as a training job does. Every path is timed ``--repeats``
+of each path, everything written to disk as a training job does. The random-width case: the same
+zoo with widths log-uniform in 8-128 (padded groups, ``train.padding``) on the vectorised path,
+next to the same-shape figure (goal: at least 0.6 of it). Every path is timed ``--repeats``
 times (the first run cold, on both sides) and its median counts. ``--gpu``: MNIST-shaped MLPs
-784-64-64-10 at K=1024, model-epochs/s. ``--resnet``: 32 ResNet-8s (16 channels, SGD + momentum)
-on the digits, the group path against the one-model path (``--sequential`` of them), per-model
-speed-up. ``--resnet --gpu``: 64 ResNet-8s (batch 128) as one group on 10,000 CIFAR-shaped
-synthetic images against 4 trained one at a time. The last line printed is one JSON object.
+784-64-64-10 at K=1024, model-epochs/s; with ``--random-widths`` the same K again at widths
+log-uniform in 8-128, next to the one-shape figure. ``--resnet``: 32 ResNet-8s (16 channels,
+SGD + momentum) on the digits, the group path against the one-model path (``--sequential`` of
+them), per-model speed-up. ``--resnet --gpu``: 64 ResNet-8s (batch 128) as one group on 10,000
+CIFAR-shaped synthetic images against 4 trained one at a time. The last line printed is one
+JSON object.
 
 OpenMP threads wait passively here (``OMP_WAIT_POLICY=PASSIVE`` unless set): on a shared machine
 with more runnable threads than cores, spinning waits made two-thread training 10-15x slower.
@@ -39,6 +43,7 @@ import torch
 
 from nnmanifold.core.config import validate
 from nnmanifold.train import job as train
+from nnmanifold.train import padding
 from nnmanifold.zoo import data
 from nnmanifold.zoo import specs as zoo
 
@@ -81,6 +86,17 @@ def zoo_specs(n: int, width: int, depth: int, batch: int, epochs: int) -> list[d
     space = {"lr": [0.005 * (i + 1) for i in range(8)], "width": [width], "depth": [depth]}
     space.update(batch_size=[batch], epochs=[epochs], momentum=[0.9], optimizer=["sgd"])
     return zoo.expand(validate({"zoo": {"seeds": seeds, "space": space}}))[:n]
+
+
+def random_widths(specs: list[dict], low: int, high: int, seed: int = 0) -> list[dict]:
+    """The specs with widths drawn log-uniform in [low, high] (new model ids)."""
+    rng = np.random.default_rng(seed)
+    widths = np.rint(np.exp(rng.uniform(np.log(low), np.log(high), len(specs)))).astype(int)
+    out = []
+    for spec, width in zip(specs, widths.tolist(), strict=True):
+        new = {k: v for k, v in spec.items() if k != "model_id"} | {"width": width}
+        out.append({"model_id": zoo.model_id(new), **new})
+    return out
 
 
 def probe_of(ds: data.Dataset, n: int) -> dict:
@@ -162,6 +178,19 @@ def sequential(specs: list[dict], ds: data.Dataset, probe: dict, work: Path) -> 
     return (time.perf_counter() - t) / len(specs)
 
 
+def padded_groups(specs: list[dict], device: str) -> list[dict]:
+    """The groups a job of ``specs`` trains in (``padding.group_key``): members, padded width,
+    and the padding's share of the group's hidden units."""
+    groups: dict[str, list[int]] = {}
+    for spec in specs:
+        key = padding.group_key(spec, padding.BUCKET_BASE[device])
+        groups.setdefault(key, []).append(spec["width"])
+    return [
+        {"members": len(w), "width": max(w), "padding": round(1 - sum(w) / (len(w) * max(w)), 3)}
+        for w in sorted(groups.values(), key=max)
+    ]
+
+
 def checkpoints(work: Path) -> int:
     """Checkpoint files written under ``work`` (both paths must write theirs to compare)."""
     return sum(1 for _ in work.rglob("checkpoints/*"))
@@ -172,10 +201,12 @@ def cpu(args: argparse.Namespace) -> dict:
     specs = zoo_specs(args.models, 32, 1, 32, args.epochs)
     probe = probe_of(ds, 100)
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
-    for path in ("vec", "also", "seq", "proc"):
+    for path in ("vec", "mixed", "also", "seq", "proc"):
         (work / path).mkdir()
     load = os.getloadavg()[0]
     runs = vectorised(specs, ds, probe, work / "vec", args.threads, args.repeats)
+    mixed_specs = random_widths(specs, 8, 128)
+    mixed = vectorised(mixed_specs, ds, probe, work / "mixed", args.threads, args.repeats)
     also = vectorised(specs, ds, probe, work / "also", args.threads_also, args.repeats)
     torch.set_num_threads(args.threads)
     vec_s, vec_cpu_s, write_s = np.median(np.array(runs), axis=0)
@@ -188,6 +219,8 @@ def cpu(args: argparse.Namespace) -> dict:
     proc_s = float(np.median(proc_runs))
     print(f"one process per model: {len(proc)} models, {args.repeats} runs, {proc_s:.3f} s/model")
     vec = len(specs) / vec_s
+    mixed_rate = len(specs) / float(np.median([r[0] for r in mixed]))
+    print(f"random widths: {mixed_rate:.1f} models/s, same shape {vec:.1f}")
     return {
         "mode": "cpu",
         "models": len(specs),
@@ -205,6 +238,10 @@ def cpu(args: argparse.Namespace) -> dict:
         f"vectorised_models_per_s_{args.threads_also}_threads": round(
             len(specs) / float(np.median([r[0] for r in also])), 2
         ),
+        "random_width_models_per_s": round(mixed_rate, 2),
+        "random_width_models_per_s_runs": [round(len(specs) / r[0], 1) for r in mixed],
+        "random_width_fraction_of_same_shape": round(mixed_rate / vec, 3),
+        "random_width_groups": padded_groups(mixed_specs, "cpu"),
         "vectorised_models_per_cpu_s": round(len(specs) / vec_cpu_s, 2),
         "vectorised_output_writing_s": round(write_s, 3),
         "vectorised_models_per_s_without_writes": round(len(specs) / (vec_s - write_s), 2),
@@ -224,14 +261,19 @@ def gpu(args: argparse.Namespace) -> dict:
     specs = zoo_specs(args.models, 64, 2, 64, args.epochs)
     probe = probe_of(ds, 1000)
     work = Path(tempfile.mkdtemp(prefix="bench_train_gpu_"))
-    t = time.perf_counter()
-    metrics = train.train_job(specs, ds, probe, work, accelerator="gpu")
-    wall = time.perf_counter() - t
+    wall, metrics = gpu_run(specs, ds, probe, work / "one_shape", args.epochs)
     acc = [m["test_accuracy"] for m in metrics if m["status"] == "ok"]
-    print(
-        f"{len(specs)} models x {args.epochs} epochs in {wall:.1f} s, group sizes "
-        f"{sorted({m.get('group_size') for m in metrics})}"
-    )
+    mixed = {}
+    if args.random_widths:
+        mixed_specs = random_widths(specs, 8, 128)
+        mixed_wall, mixed_metrics = gpu_run(mixed_specs, ds, probe, work / "mixed", args.epochs)
+        rate = len(specs) * args.epochs / mixed_wall
+        mixed = {
+            "random_width_model_epochs_per_s": round(rate, 1),
+            "random_width_fraction_of_one_shape": round(wall / mixed_wall, 3),
+            "random_width_groups": padded_groups(mixed_specs, "cuda"),
+            "random_width_ok": sum(m["status"] == "ok" for m in mixed_metrics),
+        }
     return {
         "mode": "gpu",
         "data": args.npz or "synthetic",
@@ -241,6 +283,7 @@ def gpu(args: argparse.Namespace) -> dict:
         "model_epochs_per_s": round(len(specs) * args.epochs / wall, 1),
         "median_test_accuracy": round(float(np.median(acc)), 4) if acc else None,
         "ok": len(acc),
+        **mixed,
     }
 
 
@@ -318,6 +361,20 @@ def resnets(args: argparse.Namespace) -> dict:
     }
 
 
+def gpu_run(
+    specs: list[dict], ds: data.Dataset, probe: dict, out: Path, epochs: int
+) -> tuple[float, list[dict]]:
+    """(wall s, metrics) of one training job of ``specs`` on the GPU, into ``out``."""
+    t = time.perf_counter()
+    metrics = train.train_job(specs, ds, probe, out, accelerator="gpu")
+    wall = time.perf_counter() - t
+    print(
+        f"{len(specs)} models x {epochs} epochs in {wall:.1f} s, group sizes "
+        f"{sorted({m.get('group_size') for m in metrics})}"
+    )
+    return wall, metrics
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="MNIST-shaped MLPs on CUDA")
@@ -325,6 +382,9 @@ def main() -> None:
         "--resnet", action="store_true", help="ResNet-8s: on the digits, or with --gpu CIFAR-shaped"
     )
     parser.add_argument("--npz", help="--gpu: MNIST as an npz (default: synthetic, same shape)")
+    parser.add_argument(
+        "--random-widths", action="store_true", help="--gpu: also the zoo at widths 8-128"
+    )
     parser.add_argument("--models", type=int, help="zoo size (default 128 on CPU, 1024 on GPU)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per model (>= 2 on CPU)")
     parser.add_argument("--sequential", type=int, default=16, help="models timed one by one")

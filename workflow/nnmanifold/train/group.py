@@ -1,9 +1,10 @@
-"""Train a group of same-shaped zoo models as one vectorised computation inside Lightning.
+"""Train a group of zoo models as one vectorised computation inside Lightning.
 
-K models that share a shape (architecture, depth, width, channels, activation, batch size,
-optimiser type, data set) train together: a ``stacked.StackedClassifier`` holds their weights,
-a ``optim.GroupSGD`` or ``optim.GroupAdam`` updates them with each member's own hyperparameters,
-and ``GroupClassifier`` (this module) runs the schedule. Each model keeps its own identity:
+K models that share a shape apart from width and channels (architecture, depth, activation,
+batch size, optimiser type, data set; ``padding.group_key``) train together, padded to the
+widest: a ``stacked.StackedClassifier`` holds their weights, a ``optim.GroupSGD`` or
+``optim.GroupAdam`` updates them with each member's own hyperparameters, and ``GroupClassifier``
+(this module) runs the schedule. Each model keeps its own identity:
 initial weights are its ``Classifier``'s under its seed (``members.initial_weights``), its data
 order is ``EpochShuffleSampler``'s, its dropout masks come from a stream keyed by its seed, and
 its lr, momentum, weight decay, dropout and number of epochs are its own. A model whose loss goes
@@ -61,7 +62,8 @@ class Epoch:
 
 
 class GroupClassifier(pl.LightningModule):
-    """K same-shaped Classifiers trained as one computation (manual optimisation).
+    """K Classifiers of one ``padding.group_key`` trained as one computation (manual
+    optimisation).
 
     ``states`` are the members' starting points (``members.fresh_states`` or their checkpoints).
     Each Lightning epoch trains every member that is not done or diverged on its own next epoch;
@@ -179,12 +181,14 @@ class GroupClassifier(pl.LightningModule):
         state = self.optimizers(use_pl_optimizer=False).state_dict()["state"]
         optim = {names[i]: {k: v[idx].cpu() for k, v in st.items()} for i, st in state.items()}
         diverged = self.diverged[idx].tolist()
-        return member_state.unstack(weights, optim, diverged, [self.done[k] for k in members])
+        done, shapes = [self.done[k] for k in members], [self.model.shapes[k] for k in members]
+        return member_state.unstack(weights, optim, diverged, done, shapes)
 
 
 def member_bytes(spec: dict[str, Any], dataset: Dataset) -> int:
-    """Rough memory one member takes in a training step: weights, gradients, optimiser state,
-    a batch's activations (forward and backward) and its epoch's data order."""
+    """Rough memory one member (padded to ``spec``) takes in a training step: weights,
+    gradients, optimiser state, a batch's activations (forward and backward) and its epoch's
+    data order."""
     if spec["arch"] == "resnet":
         shape = (dataset.input_shape, dataset.n_classes)
         return stacked_resnet.member_bytes(spec, *shape) + 8 * len(dataset.y_train)

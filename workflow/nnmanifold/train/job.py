@@ -1,8 +1,9 @@
 """Train zoo models with Lightning, resume from checkpoints, record metrics and activations.
 
 ``train_model`` trains one model (the reference path); ``train_job`` trains a job's members in
-same-shaped groups as one vectorised computation each (``group.GroupClassifier``). Both record
-a model's result the same way (``record.write``).
+groups of one shape apart from width and channels (``padding.group_key``), each one vectorised
+computation (``group.GroupClassifier``). Both record a model's result the same way
+(``record.write``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from pytorch_lightning.loggers import CSVLogger
 from nnmanifold.core import storage
 from nnmanifold.core.errors import UserError
 from nnmanifold.core.paths import Layout, ModelFiles
-from nnmanifold.train import group, record
+from nnmanifold.train import group, padding, record
 from nnmanifold.train.members import MemberState, fresh_states
 from nnmanifold.train.models import Classifier
 from nnmanifold.train.stacked import StackedClassifier
-from nnmanifold.zoo import specs as zoo
+from nnmanifold.train.stacked_resnet import is_running
 from nnmanifold.zoo.data import ArrayDataModule, Dataset
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,8 @@ def train_job(
     results: str | Path,
     accelerator: str = "auto",
 ) -> list[dict[str, Any]]:
-    """Train a job's models, in its order: same-shaped ones together in device-sized groups.
+    """Train a job's models, in its order: those of one ``padding.group_key`` together in
+    device-sized groups.
 
     Complete models are kept; a model with a one-model checkpoint resumes on the one-model path.
     Every file is on disk when this returns (groups flush theirs with one ``storage.sync_all``),
@@ -139,6 +141,7 @@ def train_job(
     files = {s["model_id"]: Layout(results).model_files(s["model_id"]) for s in specs}
     done: dict[str, dict[str, Any]] = {}
     shapes: dict[str, list[dict[str, Any]]] = {}
+    base = padding.BUCKET_BASE["cuda" if _on_gpu(accelerator) else "cpu"]
     for spec in specs:
         own = files[spec["model_id"]]
         if (finished := _finished(own, probe["hash"])) is not None:
@@ -147,10 +150,10 @@ def train_job(
         elif own.last_checkpoint.is_file():
             done[spec["model_id"]] = train_model(spec, dataset, probe, own.root, accelerator)
         else:
-            shapes.setdefault(zoo.shape_key(spec), []).append(spec)
+            shapes.setdefault(padding.group_key(spec, base), []).append(spec)
     budget = _group_budget(accelerator)
     for members in shapes.values():
-        size = group.group_size(members[0], dataset, budget)
+        size = group.group_size(padding.padded_spec(members), dataset, budget)
         for i in range(0, len(members), size):
             done.update(train_group(members[i : i + size], dataset, probe, files, accelerator))
     return [done[s["model_id"]] for s in specs]
@@ -163,7 +166,7 @@ def train_group(
     files: dict[str, ModelFiles],
     accelerator: str = "auto",
 ) -> dict[str, dict[str, Any]]:
-    """Train same-shaped models as one computation; each resumes from its own checkpoint.
+    """Train models of one group key as one computation; each resumes from its own checkpoint.
 
     A model that cannot be built, or a group that fails as a whole, falls back to ``train_model``
     (which records the failure per model).
@@ -273,7 +276,6 @@ class MemberWriter(Checkpoint):
         hidden = model.hidden(members, torch.from_numpy(np.asarray(self.probe["x"], np.float32)))
         diverged = module.diverged.tolist()
         share = (time.perf_counter() - self.started) / module.size
-        n_parameters = sum(w[0].numel() for w in model.weights)
         # one after another: h5py serialises its calls, and writer threads measured slower
         for j, k in enumerate(members):
             result = record.trained(
@@ -283,7 +285,9 @@ class MemberWriter(Checkpoint):
                 lambda j=j: (loss[j], accuracy[j], val_accuracy[j]),
                 epochs_completed=module.done[k],
                 resumed=self.resumed[k],
-                n_parameters=n_parameters,
+                n_parameters=sum(
+                    math.prod(s) for n, s in model.shapes[k].items() if not is_running(n)
+                ),
                 group_size=module.size,
             )
             self.metrics[k] = record.write(
@@ -313,9 +317,14 @@ def _load_resume_point(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _on_gpu(accelerator: str) -> bool:
+    """Whether groups train on a CUDA device."""
+    return accelerator != "cpu" and torch.cuda.is_available()
+
+
 def _group_budget(accelerator: str) -> int:
     """Bytes a group may take: a quarter of free GPU memory, or half the CPU's last-level cache."""
-    if accelerator != "cpu" and torch.cuda.is_available():
+    if _on_gpu(accelerator):
         free, _ = torch.cuda.mem_get_info()
         return free // 4
     for level in ("index3", "index2"):

@@ -4,8 +4,8 @@ A member resumes on its own, in whatever group it lands in next, from a small ch
 own (``MemberState.checkpoint``): its Classifier weights, its optimiser state per parameter
 (``momentum_buffer`` for SGD, ``exp_avg`` and ``exp_avg_sq`` for Adam, plus Adam's step count),
 whether it diverged, and the epochs it has finished. ``stack`` turns K members into the stacked
-weights of a ``stacked.StackedClassifier`` and the state of an ``optim`` optimiser over them;
-``unstack`` turns them back.
+weights of a ``stacked.StackedClassifier`` and the state of an ``optim`` optimiser over them,
+padded to the widest member (``padding.pad``); ``unstack`` turns them back.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
-from nnmanifold.train import stacked_resnet
+from nnmanifold.train import padding, stacked_resnet
 from nnmanifold.train.models import Classifier
 from nnmanifold.train.stacked import dropout_keys
 from nnmanifold.zoo.data import data_order_seed
+from nnmanifold.zoo.specs import shape_key
 
 #: Optimiser state kept per parameter, by optimiser (names as in ``optim``'s state).
 SLOTS = {"sgd": ("momentum_buffer",), "adam": ("exp_avg", "exp_avg_sq")}
@@ -65,21 +66,26 @@ class MemberState:
 def initial_weights(
     specs: Sequence[dict[str, Any]], input_shape: tuple[int, ...], n_classes: int
 ) -> list[dict[str, torch.Tensor]]:
-    """Same-shaped members' initial weights, drawn exactly as the one-model path draws them.
+    """Members' initial weights, drawn exactly as the one-model path draws them.
 
     There ``pl.seed_everything(seed)`` seeds torch's CPU generator and the Classifier's layers
-    initialise in construction order; re-initialising one template's layers in that order under
-    each seed gives the same bits without building (and seeding every device for) each model.
+    initialise in construction order; re-initialising one template per shape, its layers in that
+    order under each seed, gives the same bits without building (and seeding every device for)
+    each model.
     """
     if specs[0]["arch"] == "resnet":
         return stacked_resnet.initial_weights(specs, input_shape, n_classes)
-    model = Classifier(specs[0], input_shape, n_classes)
-    layers = [m for m in model.modules() if hasattr(m, "reset_parameters")]
+    templates: dict[str, Classifier] = {}
     weights = []
     for spec in specs:
+        key = shape_key(spec)
+        if key not in templates:
+            templates[key] = Classifier(spec, input_shape, n_classes)
+        model = templates[key]
         torch.default_generator.manual_seed(spec["seed"])
-        for layer in layers:
-            layer.reset_parameters()
+        for layer in model.modules():
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
         weights.append({n: v.clone() for n, v in model.state_dict().items()})
     return weights
 
@@ -87,26 +93,27 @@ def initial_weights(
 def fresh_states(
     specs: Sequence[dict[str, Any]], input_shape: tuple[int, ...], n_classes: int
 ) -> list[MemberState]:
-    """Same-shaped members that have not trained yet: initial weights, zero optimiser state
-    (for parameters only: BatchNorm's running statistics are no optimiser's)."""
-    weights = initial_weights(specs, input_shape, n_classes)
-    zeros = {
-        n: torch.zeros_like(v) for n, v in weights[0].items() if not stacked_resnet.is_running(n)
-    }
+    """Members that have not trained yet: initial weights, zero optimiser state (for parameters
+    only: BatchNorm's running statistics are no optimiser's)."""
+    states = []
     slots = SLOTS[specs[0]["optimizer"]]
-    return [MemberState(w, {slot: zeros for slot in slots}) for w in weights]
+    for w in initial_weights(specs, input_shape, n_classes):
+        zeros = {n: torch.zeros_like(v) for n, v in w.items() if not stacked_resnet.is_running(n)}
+        states.append(MemberState(w, {slot: zeros for slot in slots}))
+    return states
 
 
 def stack(
     states: Sequence[MemberState],
 ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
     """K members' weights (name -> (K, ...)) and optimiser state (name -> slot -> (K, ...), with
-    Adam's per-member step count as ``steps``), in the optimisers' state layout."""
-    weights = {n: torch.stack([s.weights[n] for s in states]) for n in states[0].weights}
+    Adam's per-member step count as ``steps``), in the optimisers' state layout; members of
+    different widths padded to the widest with zeros."""
+    weights = {n: padding.pad([s.weights[n] for s in states]) for n in states[0].weights}
     steps = torch.tensor([s.adam_step for s in states])
     names = next(iter(states[0].optim.values()))  # the parameters, running statistics left out
     optim = {
-        n: {k: torch.stack([s.optim[k][n] for s in states]) for k in states[0].optim} for n in names
+        n: {k: padding.pad([s.optim[k][n] for s in states]) for k in states[0].optim} for n in names
     }
     for slots in optim.values():
         if "exp_avg" in slots:
@@ -119,15 +126,20 @@ def unstack(
     optim: dict[str, dict[str, torch.Tensor]],
     diverged: Sequence[bool],
     done: Sequence[int],
+    shapes: Sequence[dict[str, tuple[int, ...]]],
 ) -> list[MemberState]:
     """Members' states from their rows of stacked weights and optimiser state (as ``stack``
-    gives them: one row per member here), each tensor copied so that it saves alone."""
+    gives them: one row per member here), each cut to its own ``shapes`` and copied, so that it
+    saves alone."""
     first = next(iter(optim.values()))
     slots = [k for k in first if k != "steps"]
     return [
         MemberState(
-            {n: w[j].clone() for n, w in weights.items()},
-            {k: {n: optim[n][k][j].clone() for n in optim} for k in slots},
+            {n: padding.unpad(w[j], shapes[j][n]).clone() for n, w in weights.items()},
+            {
+                k: {n: padding.unpad(optim[n][k][j], shapes[j][n]).clone() for n in optim}
+                for k in slots
+            },
             float(first["steps"][j]) if "steps" in first else 0.0,
             bool(diverged[j]),
             int(done[j]),

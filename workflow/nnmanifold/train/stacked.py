@@ -1,5 +1,6 @@
-"""K same-shaped Classifiers as one ``nn.Module``: stacked weights (K, ...), batched matmuls for
-dense layers and grouped convolutions for conv layers.
+"""K Classifiers as one ``nn.Module``: stacked weights (K, ...), batched matmuls for dense layers
+and grouped convolutions for conv layers; members of different widths or channel counts are padded
+to the widest (``train.padding``).
 
 Member k computes what its own ``models.Classifier`` computes: the same layers
 (``zoo.architecture``), the same state-dict names, and dropout with its own rate, drawn from a
@@ -17,10 +18,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nnmanifold.train import padding
 from nnmanifold.train.models import ACTIVATIONS
 from nnmanifold.zoo import architecture
 from nnmanifold.zoo.architecture import Layer
-from nnmanifold.zoo.specs import shape_key
 
 _M32 = 0xFFFFFFFF
 #: Dropout: (keys (K,), counter): each member's stream key and the position in its epoch.
@@ -40,12 +41,23 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def uniforms(keys: torch.Tensor, counter: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """Uniform [0, 1) floats of shape (K, *shape), row k a function of (keys[k], counter) only."""
+def uniforms(
+    keys: torch.Tensor, counter: int, shape: tuple[int, ...], units: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Uniform [0, 1) floats of shape (K, *shape), row k a function of (keys[k], counter) only.
+
+    With ``units`` (K,), shape is (n, padded units) and member k draws position (i, j) as its
+    unpadded self (``units[k]`` wide) does: the same numbers for its real units.
+    """
     n = math.prod(shape)
     base = mix32(keys ^ mix32(torch.tensor(counter, device=keys.device)))
-    index = torch.arange(n, device=keys.device)
-    bits = mix32(base[:, None] ^ mix32(index + 0x9E3779B9)[None, :])
+    if units is None:
+        index = torch.arange(n, device=keys.device)
+        bits = mix32(base[:, None] ^ mix32(index + 0x9E3779B9)[None, :])
+    else:
+        rows = torch.arange(shape[0], device=keys.device)[None, :, None] * units[:, None, None]
+        index = rows + torch.arange(shape[1], device=keys.device)
+        bits = mix32(base[:, None, None] ^ mix32(index + 0x9E3779B9))
     return ((bits >> 8).to(torch.float32) * 2.0**-24).view(len(keys), *shape)
 
 
@@ -55,10 +67,17 @@ def dropout_keys(seeds: Sequence[int], epochs: Sequence[int]) -> torch.Tensor:
     return mix32(mix32(salted) ^ torch.tensor(epochs, dtype=torch.int64))
 
 
-def dropout(h: torch.Tensor, p: torch.Tensor, keys: torch.Tensor, counter: int) -> torch.Tensor:
+def dropout(
+    h: torch.Tensor,
+    p: torch.Tensor,
+    keys: torch.Tensor,
+    counter: int,
+    units: torch.Tensor | None = None,
+) -> torch.Tensor:
     """nn.Dropout per member on feature-major h (K, features, n): keep with probability 1 - p[k],
-    scale kept values by 1 / (1 - p[k]). The stream is drawn in (n, features) order."""
-    u = uniforms(keys, counter, (h.shape[2], h.shape[1])).transpose(1, 2)
+    scale kept values by 1 / (1 - p[k]). The stream is drawn in (n, features) order, over each
+    member's own ``units`` where the features are padded."""
+    u = uniforms(keys, counter, (h.shape[2], h.shape[1]), units).transpose(1, 2)
     keep = (u >= p.view(-1, 1, 1)).to(h.dtype)
     return h * keep / (1 - p).view(-1, 1, 1)
 
@@ -70,16 +89,20 @@ def forward(
     x: torch.Tensor,
     shared: bool,
     drop: tuple[torch.Tensor, torch.Tensor, int] | None = None,
+    pads: dict[str, tuple[torch.Tensor | None, torch.Tensor]] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Logits (K, n, classes) and every hidden layer (K, n, features) of K stacked Classifiers.
 
     ``x`` is one input batch for all (``shared``, shape (n, ...)) or one per member (K, n, ...).
     ``drop`` = (p, keys, counter) applies each member's dropout after its dense hidden layers.
+    ``pads`` (``padding.masks``) zeroes padded units after the activation of the layers it names
+    (no mask: the activation keeps them zero) and gives dropout each member's real units.
     Dense layers run feature-major, (K, features, n), and the results are views of that: each
     weight's gradient then comes out in the weight's own layout (no copy per step), and the loss
     reduces over an outer class axis (see ``member_cross_entropy``).
     """
     K = params[f"{layers[0].key}.weight"].shape[0]
+    pads = pads or {}
     hidden: dict[str, torch.Tensor] = {}
     h = x
     for i, layer in enumerate(layers):
@@ -89,6 +112,8 @@ def forward(
                 h = h.repeat(1, K, 1, 1) if shared else h.transpose(0, 1).flatten(1, 2)
             h = F.conv2d(h, w.flatten(0, 1), b.flatten(), padding=1, groups=K)
             h = activation(h)
+            if (mask := pads.get(layer.name, (None, None))[0]) is not None:
+                h = h * mask.view(1, -1, 1, 1)
             if layer.pool:
                 h = F.max_pool2d(h, 2)
             hidden[layer.name] = h.view(h.shape[0], K, -1).transpose(0, 1)
@@ -104,10 +129,13 @@ def forward(
         if layer.name == "head":
             return h.transpose(1, 2), hidden
         h = activation(h)
+        mask, units = pads.get(layer.name, (None, None))
+        if mask is not None:
+            h = h * mask[:, :, None]
         hidden[layer.name] = h.transpose(1, 2)
         if drop is not None and layer.name.startswith("fc"):
             p, keys, counter = drop
-            h = dropout(h, p, keys, counter * 16 + i)
+            h = dropout(h, p, keys, counter * 16 + i, units)
     raise ValueError("an architecture's layers end with its head")
 
 
@@ -140,10 +168,12 @@ class _MemberCrossEntropy(torch.autograd.Function):
 
 
 class StackedClassifier(nn.Module):
-    """K Classifiers of one shape (``specs``) with their weights stacked on a leading axis.
+    """K Classifiers (``specs``, differing at most in width and channels) with their weights
+    stacked on a leading axis, padded to the widest member (``train.padding``).
 
-    ``weights`` are the members' Classifier state dicts, stacked (name -> (K, ...)).
-    Parameters are in the architecture's layer order (weight, then bias), as ``names`` lists them.
+    ``weights`` are the members' Classifier state dicts, stacked and padded (name -> (K, ...),
+    ``padding.pad``). Parameters are in the architecture's layer order (weight, then bias), as
+    ``names`` lists them; ``shapes`` gives each member's own shapes of them.
     """
 
     def __init__(
@@ -154,14 +184,25 @@ class StackedClassifier(nn.Module):
         weights: dict[str, torch.Tensor],
     ) -> None:
         super().__init__()
-        if len({shape_key(s) for s in specs}) != 1:
-            raise ValueError("a group holds models of one shape; split the specs by shape_key")
-        self.layers = architecture.layers(specs[0], input_shape, n_classes)
+        spec = padding.padded_spec(specs)
+        self.layers = architecture.layers(spec, input_shape, n_classes)
         self.names = [f"{layer.key}.{p}" for layer in self.layers for p in ("weight", "bias")]
         self.weights = nn.ParameterList([nn.Parameter(weights[n]) for n in self.names])
-        self.activation = ACTIVATIONS[specs[0]["activation"]]()
+        self.activation = ACTIVATIONS[spec["activation"]]()
         self.register_buffer("p_drop", torch.tensor([s["dropout"] for s in specs]))
         self.has_dropout = any(s["dropout"] > 0 for s in specs)
+        own = [architecture.layers(s, input_shape, n_classes) for s in specs]
+        self.shapes = [_own_shapes(layers) for layers in own]
+        #: Each member's recorded width per hidden layer (its leading part of the padded one).
+        self.widths = [{layer.name: layer.width for layer in layers[:-1]} for layers in own]
+        sizes = {layer.name: [m[i].n_out for m in own] for i, layer in enumerate(self.layers[:-1])}
+        self.pads = padding.masks(sizes, {layer.name: layer.n_out for layer in self.layers})
+        #: Padded units are masked unless the activation maps zero to zero: their zero weights
+        #: then keep them at zero, with zero gradient, without the cost of a mask.
+        self.masked = float(self.activation(torch.zeros(()))) != 0.0
+        for name, (mask, units) in self.pads.items():
+            self.register_buffer(f"mask_{name}", mask, persistent=False)
+            self.register_buffer(f"units_{name}", units, persistent=False)
 
     @property
     def size(self) -> int:
@@ -171,28 +212,41 @@ class StackedClassifier(nn.Module):
         """The stacked weights by Classifier state-dict name (detached, some members only)."""
         if members is None:
             return dict(zip(self.names, self.weights, strict=True))
-        idx = torch.as_tensor(list(members), dtype=torch.long, device=self.p_drop.device)
+        idx = self._index(members)
         return {n: w.detach()[idx] for n, w in zip(self.names, self.weights, strict=True)}
+
+    def _index(self, members: Sequence[int]) -> torch.Tensor:
+        return torch.as_tensor(list(members), dtype=torch.long, device=self.p_drop.device)
+
+    def _pads(self, members: Sequence[int] | None = None) -> dict[str, tuple[Any, torch.Tensor]]:
+        """The padded layers' masks (None where not masked) and real units on this device
+        (some members only)."""
+        out = {n: (getattr(self, f"mask_{n}"), getattr(self, f"units_{n}")) for n in self.pads}
+        if members is not None:
+            idx = self._index(members)
+            out = {n: (mask[idx], units[idx]) for n, (mask, units) in out.items()}
+        return {n: (mask if self.masked else None, units) for n, (mask, units) in out.items()}
 
     def forward(
         self, x: torch.Tensor, stream: Stream | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits and hidden layers of every member on its own batch x (K, n, ...); dropout as
-        drawn from ``stream`` (none without one)."""
+        """Logits and hidden layers (padded) of every member on its own batch x (K, n, ...);
+        dropout as drawn from ``stream`` (none without one)."""
         drop = (self.p_drop, *stream) if stream is not None and self.has_dropout else None
-        return forward(self.layers, self.params(), self.activation, x, False, drop)
+        params, pads = self.params(), self._pads()
+        return forward(self.layers, params, self.activation, x, False, drop, pads)
 
     @torch.no_grad()
     def evaluate(
         self, members: Sequence[int], x: torch.Tensor, y: torch.Tensor
     ) -> tuple[list[float], list[float]]:
         """Mean loss and accuracy of some members on (x, y), in chunks of inputs."""
-        params, device = self.params(members), self.p_drop.device
+        params, pads, device = self.params(members), self._pads(members), self.p_drop.device
         loss = torch.zeros(len(members), device=device)
         correct = torch.zeros(len(members), device=device)
         for xs, ys in zip(x.split(1024), y.split(1024), strict=True):
             xs, ys = xs.to(device), ys.to(device)
-            logits, _ = forward(self.layers, params, self.activation, xs, True)
+            logits, _ = forward(self.layers, params, self.activation, xs, True, pads=pads)
             target = ys.expand(len(members), -1)
             loss += member_cross_entropy(logits, target) * len(ys)
             # first maximum, as argmax; over the outer class axis, where max is 5x faster
@@ -201,7 +255,22 @@ class StackedClassifier(nn.Module):
 
     @torch.no_grad()
     def hidden(self, members: Sequence[int], x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """Each member's hidden layers on the inputs x (eval mode: no dropout), on the host."""
+        """Each member's hidden layers on the inputs x (eval mode: no dropout; its own units
+        only), on the host."""
         x = x.to(self.p_drop.device)
-        _, hidden = forward(self.layers, self.params(members), self.activation, x, True)
-        return [{n: h[j].cpu() for n, h in hidden.items()} for j in range(len(members))]
+        params, pads = self.params(members), self._pads(members)
+        _, hidden = forward(self.layers, params, self.activation, x, True, pads=pads)
+        return [
+            {n: h[j, :, : self.widths[k][n]].cpu() for n, h in hidden.items()}
+            for j, k in enumerate(members)
+        ]
+
+
+def _own_shapes(layers: Sequence[Layer]) -> dict[str, tuple[int, ...]]:
+    """A Classifier's parameter shapes by state-dict name, from its layers."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in layers:
+        kernel = (3, 3) if layer.kind == "conv" else ()
+        shapes[f"{layer.key}.weight"] = (layer.n_out, layer.n_in, *kernel)
+        shapes[f"{layer.key}.bias"] = (layer.n_out,)
+    return shapes

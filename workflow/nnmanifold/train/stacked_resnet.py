@@ -89,6 +89,12 @@ class StackedResNet(nn.Module):
         return len(self.anchor)
 
     @property
+    def shapes(self) -> list[dict[str, tuple[int, ...]]]:
+        """Each member's own tensor shapes: the same for all (ResNet groups keep exact shapes)."""
+        own = {n: tuple(v.shape[1:]) for n, v in self.params().items()}
+        return [own] * self.size
+
+    @property
     def running(self) -> dict[str, torch.Tensor]:
         """The stacked running statistics by Classifier state-dict name (live buffers)."""
         return {n: getattr(self, f"running_{i}") for i, n in enumerate(self._running_names)}

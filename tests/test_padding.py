@@ -1,0 +1,139 @@
+"""Groups of mixed widths and channel counts: a padded member trains as its unpadded self, its
+padded units are inert, and members group by width bucket."""
+
+import warnings
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from test_group import OPTIMISERS, _specs
+
+from nnmanifold.train import group, members, padding, stacked
+from nnmanifold.train import job as train
+
+SPACES = {
+    "mlp": {"arch": "mlp", "depth": 2, "width": [12, 16]},
+    "cnn": {"arch": "cnn", "depth": 1, "channels": [3, 4], "width": [12, 16]},
+}
+
+
+def _trained(specs, ds, epochs=1):
+    """A group of ``specs`` after ``epochs`` epochs (no files written)."""
+    states = members.fresh_states(specs, ds.input_shape, ds.n_classes)
+    module = group.GroupClassifier(specs, ds, states)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pl.Trainer(
+            max_epochs=epochs,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        ).fit(module)
+    return module
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_a_padded_member_trains_as_its_unpadded_self(digits, arch, optimizer):
+    """Members of two widths (and channel counts) with dropout in one padded group: after an
+    epoch each one's weights and optimiser state equal its own one-member group's to 1e-6."""
+    ds, _ = digits
+    specs = _specs(seeds=(0,), **OPTIMISERS[optimizer], **SPACES[arch], dropout=0.3)
+    specs = [s for s in specs if arch == "mlp" or s["channels"] * 4 == s["width"]]
+    assert len(specs) == 2
+    mixed = _trained(specs, ds)
+    assert mixed.model.pads, "the group is padded"
+    for k, spec in enumerate(specs):
+        ours = mixed.member_states([k])[0]
+        alone = _trained([spec], ds).member_states([0])[0]
+        assert not _trained([spec], ds).model.pads
+        for name, w in alone.weights.items():
+            assert ours.weights[name].shape == w.shape
+            err = (ours.weights[name] - w).abs().max() / w.abs().max()
+            assert err <= 1e-6, (spec["width"], name, err.item())
+            for slot, state in alone.optim.items():
+                torch.testing.assert_close(
+                    ours.optim[slot][name], state[name], rtol=1e-6, atol=1e-6 * w.abs().max()
+                )
+        assert ours.adam_step == alone.adam_step
+
+
+@pytest.mark.parametrize(
+    ("arch", "activation"), [("mlp", "sigmoid"), ("cnn", "sigmoid"), ("mlp", "relu")]
+)
+def test_padded_units_are_inert(digits, arch, activation):
+    """With dropout: padded units output zero, their weights get zero gradient, and after
+    training the padded parts of weights and optimiser state are zero: masked under sigmoid
+    (1/2 at zero), kept at zero by their zero weights under relu."""
+    ds, _ = digits
+    space = {**SPACES[arch], "activation": activation}
+    specs = _specs(seeds=(0,), **OPTIMISERS["adam"], **space, dropout=0.3)
+    specs = [s for s in specs if arch == "mlp" or s["channels"] * 4 == s["width"]]
+    module = _trained(specs, ds)
+    model = module.model
+    assert model.masked == (activation == "sigmoid")
+    narrow = min(range(len(specs)), key=lambda k: specs[k]["width"])
+
+    def padded_part(tensor, k, name):
+        outside = torch.ones_like(tensor[k], dtype=torch.bool)
+        outside[tuple(slice(0, n) for n in model.shapes[k][name])] = False
+        return tensor[k][outside]
+
+    x = torch.from_numpy(ds.x_train[:32])
+    logits, hidden = model(torch.stack([x] * len(specs)), (torch.tensor([1, 2]), 0))
+    for name, h in hidden.items():
+        assert torch.all(h[narrow, :, model.widths[narrow][name] :] == 0), name
+    member_loss = stacked.member_cross_entropy(logits, torch.zeros(2, 32, dtype=torch.long))
+    member_loss.sum().backward()
+    state = module.optimizers(use_pl_optimizer=False).state_dict()["state"]
+    for i, (name, w) in enumerate(zip(model.names, model.weights, strict=True)):
+        if model.shapes[narrow][name] == tuple(w.shape[1:]):
+            continue
+        assert torch.all(padded_part(w.grad, narrow, name) == 0), name
+        assert torch.all(padded_part(w.detach(), narrow, name) == 0), name
+        for slot in ("exp_avg", "exp_avg_sq"):
+            assert torch.all(padded_part(state[i][slot], narrow, name) == 0), (name, slot)
+
+
+def test_dropout_draws_per_real_unit_position():
+    """A padded member's stream equals its unpadded self's on its real units."""
+    keys = stacked.dropout_keys([3, 4], [1, 1])
+    padded = stacked.uniforms(keys, 9, (5, 16), torch.tensor([16, 11]))
+    for k, units in enumerate((16, 11)):
+        alone = stacked.uniforms(keys[k : k + 1], 9, (5, units))[0]
+        assert torch.equal(padded[k, :, :units], alone)
+    assert torch.equal(padded[0], stacked.uniforms(keys, 9, (5, 16))[0])
+
+
+def test_mixed_widths_give_the_per_shape_groups_results(digits, tmp_path):
+    """One job of three widths in a bucket trains one padded group; each member's results equal
+    those of its width trained as its own group."""
+    ds, probe = digits
+    specs = _specs(seeds=(0, 1), width=[9, 12, 16], dropout=0.2, lr=0.05, epochs=2)
+    mixed = train.train_job(specs, ds, probe, tmp_path / "mixed", accelerator="cpu")
+    assert [m["group_size"] for m in mixed] == [6] * 6
+    for width in (9, 12, 16):
+        own = [s for s in specs if s["width"] == width]
+        by_shape = train.train_job(own, ds, probe, tmp_path / str(width), accelerator="cpu")
+        for spec, one in zip(own, by_shape, strict=True):
+            ours = mixed[specs.index(spec)]
+            assert one["group_size"] == 2
+            assert ours["n_parameters"] == one["n_parameters"]
+            assert ours["test_accuracy"] == pytest.approx(one["test_accuracy"], abs=1e-9)
+            assert ours["test_loss"] == pytest.approx(one["test_loss"], rel=1e-6)
+
+
+def test_group_key_buckets_widths_and_keeps_other_shapes_apart():
+    base = _specs(width=16)[0]
+    key = padding.group_key
+    assert key({**base, "width": 5}) == key({**base, "width": 16})  # (4, 16]
+    assert key({**base, "width": 4}) != key({**base, "width": 5})
+    assert key({**base, "width": 16}) != key({**base, "width": 17})
+    assert key({**base, "depth": base["depth"] + 1}) != key(base)
+    assert key({**base, "activation": "tanh"}) != key(base)
+    resnet = {**base, "arch": "resnet", "blocks": 1, "channels": 8}
+    assert key(resnet) != key({**resnet, "channels": 7})
+    with pytest.raises(ValueError, match="padding.group_key"):
+        padding.padded_spec([base, {**base, "depth": base["depth"] + 1}])
