@@ -5,11 +5,9 @@ repository, runs the tests named for it there under a time cap (``pytest -x``, w
 ``workflow`` on PYTHONPATH), and counts the mutation killed when a test fails. The working tree is
 never touched. A baseline run of every named test on the unmutated copy comes first: a test that
 fails there kills nothing. Mutations that cannot change results are listed with the reason and
-not run. Entries marked ``pending`` target ``train/``, whose group path is being rewritten: they
-are keyed by a snippet of today's code, run only with ``--pending``, and their snippets and tests
-are to be updated once the rewrite lands (the group-vs-one-model tests come with it).
+not run.
 
-    python bench/mutations.py [--only NAME] [--pending] [--cap SECONDS] [--no-baseline]
+    python bench/mutations.py [--only NAME] [--cap SECONDS] [--no-baseline]
                               [--repo TREE --whole-files]
 
 ``--repo`` mutates another tree (an older commit, exported) and ``--whole-files`` runs the whole
@@ -39,15 +37,14 @@ SEARCH, BENCH = f"{PKG}/search/sampler.py", f"{PKG}/search/benchmark.py"
 DIFFUSION, DISTANCES = f"{PKG}/geometry/diffusion.py", f"{PKG}/geometry/distances.py"
 SIMILARITY = f"{PKG}/geometry/similarity.py"
 GROUP, JOB, MODELS = f"{PKG}/train/group.py", f"{PKG}/train/job.py", f"{PKG}/train/models.py"
+STACKED, OPTIM = f"{PKG}/train/stacked.py", f"{PKG}/train/optim.py"
 T_SEARCH, T_BENCH = "tests/test_search.py", "tests/test_search_bench.py"
 T_DIFF, T_DIST, T_SIM = (
     "tests/test_diffusion.py",
     "tests/test_distances.py",
     "tests/test_similarity.py",
 )
-#: The group-path tests (the group against the one-model path over SGD, Adam, weight decay and
-#: dropout; a diverged member's epochs) come with the rewrite of train/group.py.
-T_GROUP = "tests/test_group.py"
+T_GROUP, T_STACKED, T_OPTIM = "tests/test_group.py", "tests/test_stacked.py", "tests/test_optim.py"
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,6 @@ class Mutation:
     new: str
     tests: tuple[str, ...] = ()
     equivalent: str = ""  # why it cannot change results (then it is not run)
-    pending: bool = False  # train/: keyed by today's snippet, updated after the rewrite
 
 
 MUTATIONS = (
@@ -263,54 +259,121 @@ MUTATIONS = (
         "D2 = scale - nuclear",
         (f"{T_SIM}::test_matches_slow_reference",),
     ),
-    # training (pending: train/group.py is being rewritten; keyed by today's snippets)
+    # group training: the stacked model, the stacked optimisers, the group, the one-model path
     Mutation(
         "group: dropout scales kept units by (1 - p), not 1 / (1 - p)",
-        GROUP,
+        STACKED,
         "return h * keep / (1 - p).view(-1, 1, 1)",
         "return h * keep * (1 - p).view(-1, 1, 1)",
-        (T_GROUP,),
-        pending=True,
+        (
+            f"{T_STACKED}::test_dropout_keeps_and_scales_as_nn_dropout",
+            f"{T_GROUP}::test_dropout_in_training_has_the_one_model_expectation_and_keep_rate",
+            f"{T_GROUP}::test_group_with_dropout_matches_the_one_model_path_statistically",
+        ),
     ),
     Mutation(
         "group: dropout keeps units with probability p",
-        GROUP,
+        STACKED,
         "keep = (u >= p.view(-1, 1, 1)).to(h.dtype)",
         "keep = (u < p.view(-1, 1, 1)).to(h.dtype)",
-        (T_GROUP,),
-        pending=True,
+        (
+            f"{T_STACKED}::test_dropout_keeps_and_scales_as_nn_dropout",
+            f"{T_GROUP}::test_dropout_in_training_has_the_one_model_expectation_and_keep_rate",
+            f"{T_GROUP}::test_group_with_dropout_matches_the_one_model_path_statistically",
+        ),
+    ),
+    Mutation(
+        "group: dropout masks the same in every epoch",
+        STACKED,
+        "return mix32(mix32(salted) ^ torch.tensor(epochs, dtype=torch.int64))",
+        "return mix32(mix32(salted) ^ 0 * torch.tensor(epochs, dtype=torch.int64))",
+        (f"{T_STACKED}::test_dropout_stream_is_per_member_uniform_and_keyed",),
+    ),
+    Mutation(
+        "group: cross-entropy gradient not divided by the batch size",
+        STACKED,
+        "return out.mul_((grad / y.shape[1])[:, None, None]), None",
+        "return out.mul_(grad[:, None, None]), None",
+        (f"{T_STACKED}::test_member_cross_entropy_equals_torch_per_member",),
     ),
     Mutation(
         "group: Adam bias correction one step ahead",
-        GROUP,
-        "self.adam_step.clamp(min=1)",
-        "(self.adam_step + 1).clamp(min=1)",
-        (T_GROUP,),
-        pending=True,
+        OPTIM,
+        'step = state["steps"].clamp(min=1).double()',
+        'step = (state["steps"] + 1).clamp(min=1).double()',
+        (
+            f"{T_OPTIM}::test_each_member_follows_torch_optim[adam]",
+            f"{T_GROUP}::test_group_matches_the_one_model_path[space0-adam]",
+        ),
+    ),
+    Mutation(
+        "group: Adam steps counted for members left out",
+        OPTIM,
+        'state["steps"] += live.to(state["steps"].dtype)',
+        'state["steps"] += 1',
+        (f"{T_OPTIM}::test_members_left_out_keep_weights_and_state_bit_for_bit[adam]",),
     ),
     Mutation(
         "group: SGD weight decay dropped",
+        OPTIM,
+        "d = p.grad.addcmul(p, _per_member(decay, p)) if decays else p.grad",
+        "d = p.grad",
+        (f"{T_OPTIM}::test_each_member_follows_torch_optim[sgd]",),
+    ),
+    Mutation(
+        "group: weight decay not passed to the group's optimiser",
         GROUP,
-        "decay = self.weight_decay * keep if self.has_decay else None",
-        "decay = None",
-        (T_GROUP,),
-        pending=True,
+        'decay = [s["lr"] for s in specs], [s.get("weight_decay", 0.0) for s in specs]',
+        'decay = [s["lr"] for s in specs], [0.0 for s in specs]',
+        (
+            f"{T_GROUP}::test_group_matches_the_one_model_path[space0-sgd]",
+            f"{T_GROUP}::test_group_matches_the_one_model_path[space0-adam]",
+        ),
+    ),
+    Mutation(
+        "group: SGD momentum buffer not updated",
+        OPTIM,
+        "torch.addcmul(d, buf, _per_member(momentum, p), out=buf)",
+        "buf = torch.addcmul(d, buf, _per_member(momentum, p))",
+        (
+            f"{T_OPTIM}::test_each_member_follows_torch_optim[sgd]",
+            f"{T_GROUP}::test_group_matches_the_one_model_path[space0-sgd]",
+        ),
+    ),
+    Mutation(
+        "group: SGD lr of member 0 for every member",
+        OPTIM,
+        'lr = self._column(group["lr"], device) * keep',
+        'lr = self._column(group["lr"][:1] * len(group["lr"]), device) * keep',
+        (f"{T_OPTIM}::test_each_member_follows_torch_optim[sgd]",),
+    ),
+    Mutation(
+        "group: Adam lr of member 0 for every member",
+        OPTIM,
+        'lr, decay, eps = column("lr").double(), column("weight_decay"), column("eps")',
+        'lr, decay, eps = column("lr").double()[0], column("weight_decay"), column("eps")',
+        (f"{T_OPTIM}::test_each_member_follows_torch_optim[adam]",),
+    ),
+    Mutation(
+        "group: a member's epoch counted in the epoch it diverged",
+        GROUP,
+        "if not diverged[k]:  # the epoch a member diverged in did not finish",
+        "if True:",
+        (f"{T_GROUP}::test_a_diverging_member_does_not_touch_the_others",),
     ),
     Mutation(
         "group: a diverged member's epochs_completed is its planned epochs",
         JOB,
-        "epochs_completed=module.done[k])",
-        'epochs_completed=spec["epochs"])',
-        (T_GROUP,),
-        pending=True,
+        "epochs_completed=module.done[k],",
+        'epochs_completed=module.specs[k]["epochs"],',
+        (f"{T_GROUP}::test_a_diverging_member_does_not_touch_the_others",),
     ),
     Mutation(
         "one model: Adam without weight decay",
         MODELS,
         'torch.optim.Adam(self.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])',
         'torch.optim.Adam(self.parameters(), lr=s["lr"])',
-        (T_GROUP,),
-        pending=True,
+        (f"{T_GROUP}::test_group_matches_the_one_model_path[space0-adam]",),
     ),
     Mutation(
         "one model: checkpoints unpickled with code",
@@ -368,18 +431,13 @@ def mutate(repo: Path, mutation: Mutation) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="run the mutations whose name contains this")
-    parser.add_argument("--pending", action="store_true", help="include the train/ entries")
     parser.add_argument("--cap", type=float, default=300.0, help="seconds per test run")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
     parser.add_argument("--repo", type=Path, default=ROOT, help="tree to mutate (a copy of it)")
     parser.add_argument("--whole-files", action="store_true", help="run the named tests' files")
     args = parser.parse_args()
     chosen = [
-        m
-        for m in MUTATIONS
-        if not m.equivalent
-        and (args.pending or not m.pending)
-        and (args.only is None or args.only in m.name)
+        m for m in MUTATIONS if not m.equivalent and (args.only is None or args.only in m.name)
     ]
     rows = []
     with tempfile.TemporaryDirectory(prefix="mutations-") as tmp:

@@ -4,6 +4,7 @@ whose distances match a direct computation, and every bad input named before any
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import yaml
 from conftest import TINY, planned_jobs, snakemake, write_config
 
 from nnmanifold.core import storage
+from nnmanifold.core.paths import Layout
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "external_networks"
 sys.path.insert(0, str(EXAMPLE))
@@ -206,9 +208,10 @@ def test_mixed_map_distances_match_a_direct_computation(workdir, digits):
     assert jobs.get("extract") == 1 and "train" not in jobs
 
 
-def test_example_trains_its_networks_and_maps_them(tmp_path):
+def test_example_trains_maps_and_places_its_networks(tmp_path):
     """examples/external_networks as a user runs it, with tiny settings: the plain PyTorch
-    script, then the workflow planned whole and its extraction run (map and place networks)."""
+    script, the map of its networks beside the zoo, then `snakemake place`, which places the
+    two networks of the config's `place` section on that map without rewriting it."""
     for name in ("digits_nets.py", "config.yaml"):
         shutil.copy(EXAMPLE / name, tmp_path)
     train = [sys.executable, "digits_nets.py", "--epochs", "1", "--seeds", "1"]
@@ -222,9 +225,14 @@ def test_example_trains_its_networks_and_maps_them(tmp_path):
     write_config(tmp_path, config)
     jobs = planned_jobs(snakemake(tmp_path, "-n").stdout)
     assert jobs["extract"] == 1 and jobs["train"] >= 1 and jobs["embedding"] == 1
-    snakemake(tmp_path, "extracted")
-    results = tmp_path / "results"
-    rows = [r for p in sorted(results.glob("*/[xp]b*.json")) for r in json.loads(p.read_text())]
+    results, layout = tmp_path / "results", Layout(tmp_path / "results")
+    embedding = layout.embedding
+    snakemake(tmp_path, str(embedding.relative_to(tmp_path)))
+    before = hashlib.sha256(embedding.read_bytes()).hexdigest()
+    snakemake(tmp_path, "place")
+    assert hashlib.sha256(embedding.read_bytes()).hexdigest() == before  # the map is only read
+    manifests = [*results.glob("extract/*.json"), *results.glob("place/*.json")]
+    rows = [r for p in manifests for r in json.loads(p.read_text())]
     assert {r["model_id"]: r["status"] for r in rows} == {
         "cnn-cnn_0": "ok",
         "mlp-mlp_0": "ok",
@@ -232,6 +240,16 @@ def test_example_trains_its_networks_and_maps_them(tmp_path):
         "newmlp-mlp_100": "ok",
     }
     assert all(0 <= r["test_accuracy"] <= 1 for r in rows)
+    on_map = set(pd.read_csv(embedding)["model_id"])
+    assert {"cnn-cnn_0", "mlp-mlp_0"} <= on_map and not on_map & {"new-cnn_100", "newmlp-mlp_100"}
+    placed = pd.read_csv(layout.placed).set_index("model_id")
+    assert sorted(placed.index) == ["new-cnn_100", "newmlp-mlp_100"]
+    assert np.isfinite(placed[["phate_1", "phate_2"]].to_numpy()).all()
+    nearest = placed.filter(regex=r"^nearest_\d+$")
+    assert nearest.shape[1] >= 1 and set(nearest.to_numpy().ravel()) <= on_map
+    assert placed["out_of_support"].dtype == bool
+    html = layout.interactive_map.read_text()
+    assert all(model_id in html for model_id in placed.index)
 
 
 def test_networks_alone_make_a_map_without_a_zoo(tmp_path, digits):

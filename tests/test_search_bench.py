@@ -76,7 +76,7 @@ def test_the_reported_test_accuracy_is_the_validation_choices():
     )
     D = np.abs(val[:, None] - val[None, :])
     _, best, picked, _ = bench.benchmark(GRID, val, test, D, settings)
-    for method in bench.METHODS:
+    for method in search.METHODS:
         chosen = [[int(np.flatnonzero(val == b)[0]) for b in row] for row in best[method]]
         np.testing.assert_array_equal(picked[method], test[chosen], err_msg=method)
 

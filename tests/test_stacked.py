@@ -70,6 +70,8 @@ def test_dropout_stream_is_per_member_uniform_and_keyed():
     assert torch.equal(u[1], alone[0])  # a row depends on its own key only
     assert not torch.equal(u[0], u[1])
     assert not torch.equal(u, stacked.uniforms(keys, 6, (200, 50)))
+    next_epoch = stacked.dropout_keys([0, 1, 2], [1, 1, 1])  # a member's masks change by epoch
+    assert not torch.equal(u, stacked.uniforms(next_epoch, 5, (200, 50)))
     assert abs(u.mean().item() - 0.5) < 0.01 and u.min() >= 0 and u.max() < 1
     hist = torch.histc(u, bins=10, min=0, max=1) / u.numel()
     assert torch.allclose(hist, torch.full((10,), 0.1), atol=0.01)
