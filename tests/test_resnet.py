@@ -110,7 +110,7 @@ def test_sigkill_mid_epoch_resumes_with_batchnorm_statistics(digits, tmp_path):
 
     out = tmp_path / "killed"
     job = {"spec": spec, "out": str(out), "accelerator": ACCELERATOR}
-    run_killed(tmp_path, KILLER, job, ds, probe)
+    run_killed(tmp_path, KILLER, {**job, "threads": torch.get_num_threads()}, ds, probe)
     saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     running = saved["blocks.stage1.1.running_var"]  # the stem's BatchNorm after 2 epochs
     assert not torch.equal(running, torch.ones_like(running))

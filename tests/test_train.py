@@ -93,11 +93,14 @@ KILLER = textwrap.dedent(
     """
     import json, os, signal, sys
     import numpy as np
+    import torch
     from nnmanifold.train import models
     from nnmanifold.train import job as train
     from nnmanifold.zoo.data import Dataset
 
     job = json.load(open("job.json"))
+    if "threads" in job:  # as many as the run it is compared with: sums differ by thread count
+        torch.set_num_threads(job["threads"])
     f = np.load("job.npz")
     ds = Dataset("digits", f["x_train"], f["y_train"], f["x_test"], f["y_test"])
     step = models.Classifier.training_step
