@@ -11,7 +11,7 @@ members and resuming needs no generator state. Nothing in the computation mixes 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -167,6 +167,27 @@ class _MemberCrossEntropy(torch.autograd.Function):
         return out.mul_((grad / y.shape[1])[:, None, None]), None
 
 
+def evaluate_in_chunks(
+    logits_of: Callable[[torch.Tensor], torch.Tensor],
+    n_members: int,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+) -> tuple[list[float], list[float]]:
+    """Mean loss and accuracy of ``n_members`` stacked models (``logits_of``: inputs -> (K, N,
+    classes) logits) on (x, y), in chunks of 1,024 inputs."""
+    loss = torch.zeros(n_members, device=device)
+    correct = torch.zeros(n_members, device=device)
+    for xs, ys in zip(x.split(1024), y.split(1024), strict=True):
+        xs, ys = xs.to(device), ys.to(device)
+        logits = logits_of(xs)
+        target = ys.expand(n_members, -1)
+        loss += member_cross_entropy(logits, target) * len(ys)
+        # first maximum, as argmax; over the outer class axis, where max is 5x faster
+        correct += (logits.transpose(1, 2).max(1).indices == target).sum(1)
+    return (loss / len(y)).tolist(), (correct / len(y)).tolist()
+
+
 class StackedClassifier(nn.Module):
     """K Classifiers (``specs``, differing at most in width and channels) with their weights
     stacked on a leading axis, padded to the widest member (``train.padding``).
@@ -241,17 +262,14 @@ class StackedClassifier(nn.Module):
         self, members: Sequence[int], x: torch.Tensor, y: torch.Tensor
     ) -> tuple[list[float], list[float]]:
         """Mean loss and accuracy of some members on (x, y), in chunks of inputs."""
-        params, pads, device = self.params(members), self._pads(members), self.p_drop.device
-        loss = torch.zeros(len(members), device=device)
-        correct = torch.zeros(len(members), device=device)
-        for xs, ys in zip(x.split(1024), y.split(1024), strict=True):
-            xs, ys = xs.to(device), ys.to(device)
-            logits, _ = forward(self.layers, params, self.activation, xs, True, pads=pads)
-            target = ys.expand(len(members), -1)
-            loss += member_cross_entropy(logits, target) * len(ys)
-            # first maximum, as argmax; over the outer class axis, where max is 5x faster
-            correct += (logits.transpose(1, 2).max(1).indices == target).sum(1)
-        return (loss / len(y)).tolist(), (correct / len(y)).tolist()
+        params, pads = self.params(members), self._pads(members)
+        return evaluate_in_chunks(
+            lambda xs: forward(self.layers, params, self.activation, xs, True, pads=pads)[0],
+            len(members),
+            x,
+            y,
+            self.p_drop.device,
+        )
 
     @torch.no_grad()
     def hidden(self, members: Sequence[int], x: torch.Tensor) -> list[dict[str, torch.Tensor]]:

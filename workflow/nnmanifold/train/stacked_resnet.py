@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from nnmanifold.train import resnet
 from nnmanifold.train.models import ACTIVATIONS, Classifier
-from nnmanifold.train.stacked import Stream, member_cross_entropy
+from nnmanifold.train.stacked import Stream, evaluate_in_chunks
 from nnmanifold.zoo.specs import shape_key
 
 #: BatchNorm buffers: kept per member, saved in its checkpoint, never touched by the optimiser.
@@ -177,16 +177,14 @@ class StackedResNet(nn.Module):
         self, members: Sequence[int], x: torch.Tensor, y: torch.Tensor
     ) -> tuple[list[float], list[float]]:
         """Mean loss and accuracy of some members on (x, y) in eval mode, in chunks of inputs."""
-        tensors, device = self.params(members), self.anchor.device
-        loss = torch.zeros(len(members), device=device)
-        correct = torch.zeros(len(members), device=device)
-        for xs, ys in zip(x.split(1024), y.split(1024), strict=True):
-            xs, ys = xs.to(device), ys.to(device)
-            logits, _ = self._forward(tensors, xs, True, False)
-            target = ys.expand(len(members), -1)
-            loss += member_cross_entropy(logits, target) * len(ys)
-            correct += (logits.argmax(2) == target).sum(1)
-        return (loss / len(y)).tolist(), (correct / len(y)).tolist()
+        tensors = self.params(members)
+        return evaluate_in_chunks(
+            lambda xs: self._forward(tensors, xs, True, False)[0],
+            len(members),
+            x,
+            y,
+            self.anchor.device,
+        )
 
     @torch.no_grad()
     def hidden(self, members: Sequence[int], x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
