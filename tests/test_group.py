@@ -73,6 +73,19 @@ OPTIMISERS = {
 }
 
 
+def assert_group_matches_one_model(spec, g, one, tmp_path, probe) -> None:
+    """A member's group result equals its one-model result to float rounding (results under
+    ``tmp_path``/group and ``tmp_path``/one/<id>): accuracy, loss and activations."""
+    assert abs(g["test_accuracy"] - one["test_accuracy"]) <= 0.005
+    assert abs(g["test_loss"] - one["test_loss"]) <= 1e-3 * one["test_loss"]
+    X, attrs = storage.read_activations(
+        Layout(tmp_path / "group").activations(spec["model_id"]), probe_hash=probe["hash"]
+    )
+    X1, attrs1 = storage.read_activations(tmp_path / "one" / spec["model_id"] / "activations.h5")
+    assert attrs["layer_order"] == attrs1["layer_order"]
+    np.testing.assert_allclose(X, X1, rtol=1e-3, atol=1e-3)
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize(
     "space",
@@ -87,16 +100,7 @@ def test_group_matches_the_one_model_path(digits, tmp_path, space, optimizer):
     specs = _specs(seeds=(0, 1), **OPTIMISERS[optimizer], **space)
     grouped, alone = _both_paths(specs, ds, probe, tmp_path)
     for spec, g, one in zip(specs, grouped, alone, strict=True):
-        assert abs(g["test_accuracy"] - one["test_accuracy"]) <= 0.005
-        assert abs(g["test_loss"] - one["test_loss"]) <= 1e-3 * one["test_loss"]
-        X, attrs = storage.read_activations(
-            Layout(tmp_path / "group").activations(spec["model_id"]), probe_hash=probe["hash"]
-        )
-        X1, attrs1 = storage.read_activations(
-            tmp_path / "one" / spec["model_id"] / "activations.h5"
-        )
-        assert attrs["layer_order"] == attrs1["layer_order"]
-        np.testing.assert_allclose(X, X1, rtol=1e-3, atol=1e-3)
+        assert_group_matches_one_model(spec, g, one, tmp_path, probe)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
