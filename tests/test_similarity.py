@@ -203,6 +203,20 @@ def test_average_ranks_are_scipys_rankdata_with_ties() -> None:
         assert np.array_equal(similarity.average_ranks(values), rankdata(values))
 
 
+def test_a_near_pair_across_blocks_of_two_widths_is_recomputed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A network and a rotated copy of it one unit wider (a unit of almost no variance), in
+    blocks of different widths: the near pair is recomputed directly in the wider width."""
+    monkeypatch.setattr(similarity, "TILE_BLOCK", 1)
+    X = zoo()[2]  # 8 units on 12 inputs
+    quiet = 1e-9 * np.random.default_rng(3).normal(size=(len(X), 1))
+    nudged = rotated_scaled(np.hstack([X, quiet]), 1.0, seed=4)
+    D = distance_matrix([X, nudged, zoo()[3]], "procrustes", "none", BUDGET).distances
+    assert D[0, 1] == pytest.approx(procrustes_slow(X, nudged, "none"), rel=1e-6)
+    assert D[0, 1] == D[1, 0] and D[0, 1] < 1e-8 < D[0, 2]
+
+
 def test_blocks_by_width_agree_with_the_slow_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     # Blocks of two or three networks in order of width, each padded to its own widest.
     monkeypatch.setattr(similarity, "TILE_BLOCK", 3)

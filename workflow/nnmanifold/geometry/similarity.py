@@ -290,9 +290,11 @@ def _procrustes(reduced: list[np.ndarray], budget: int) -> np.ndarray:
         sq_a, sq_b = np.einsum("anw,anw->a", A, A), np.einsum("bnw,bnw->b", B, B)
         scale = sq_a[:, None] + sq_b[None, :]
         D2 = scale - 2.0 * nuclear
+        w = max(A.shape[2], B.shape[2])  # blocks of two widths: rotate within the wider
         for i, j in zip(*np.nonzero(D2 <= RECOMPUTE_RATIO * scale), strict=True):
-            U, _, Vt = np.linalg.svd(tiles[i, j])
-            diff = A[i] @ (U @ Vt) - B[j]
+            a, b = (np.pad(X, ((0, 0), (0, w - X.shape[1]))) for X in (A[i], B[j]))
+            U, _, Vt = np.linalg.svd(a.T @ b)
+            diff = a @ (U @ Vt) - b
             D2[i, j] = np.einsum("nw,nw->", diff, diff)
         return np.sqrt(np.maximum(D2, 0.0))
 
