@@ -26,7 +26,6 @@ def test_default_config_file_is_valid():
         ({"zoo": {"space": {"lr": "fast"}}}, "zoo.space.lr"),
         ({"zoo": {"space": {"lr": [-1.0]}}}, "zoo.space.lr"),
         ({"train": {"models_per_job": 0}}, "train.models_per_job"),
-        ({"train": {"models_per_job": 512}}, "maximum of 256"),
         ({"data": {"name": "imagenet"}}, "data.name"),
         ({"data": {"n_probe": "many"}}, "data.n_probe"),
         ({"geometry": {"sigma": 0}}, "geometry.sigma"),

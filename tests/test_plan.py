@@ -111,14 +111,14 @@ def test_clean_remove_keeps_the_models_of_every_recorded_search_round(tmp_path):
     assert all(layout.metrics(m).read_text() == "{}" for m in [*ids, *rounds.values()])
 
 
-def test_unset_models_per_job_is_a_quarter_of_the_zoo_rounded_up_to_a_power_of_two():
+def test_unset_models_per_job_is_half_the_zoo_rounded_up_to_a_power_of_two():
     assert plan.models_per_job(12, 1000) == (12, "train.models_per_job = 12")
     size, why = plan.models_per_job(None, 300)
-    assert size == 128 and "300 models / 4 = 75" in why
-    assert plan.models_per_job(None, 48)[0] == 16
+    assert size == 256 and "300 models / 2 = 150" in why
+    assert plan.models_per_job(None, 48)[0] == 32
     assert plan.models_per_job(None, 3)[0] == plan.AUTO_MODELS_PER_JOB[0]
     assert plan.models_per_job(None, 10**6)[0] == plan.AUTO_MODELS_PER_JOB[1]
-    assert plan.models_per_job(None, 1000)[0] == 256  # a job's specs fit one shell argument
+    assert plan.models_per_job(None, 1000)[0] == 512
 
 
 def _sampled_zoo(n: int) -> list[dict]:

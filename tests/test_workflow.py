@@ -114,3 +114,31 @@ def test_a_layer_some_models_lack_stops_before_any_job(tiny):
     out = proc.stdout + proc.stderr
     assert "geometry.layer" in out and "mlp of depth 1 (layers fc1)" in out and "fc1" in out
     assert not (workdir / "results").exists()
+
+
+def test_a_job_of_hundreds_of_models_gets_its_specs_from_a_file(tiny):
+    """A 1,000-model sampled zoo plans jobs of 512 models (more specs than one shell argument
+    holds): the job's command names its specs file, which the plan writes with every spec."""
+    workdir, config = tiny
+    space = {
+        "depth": [1, 2],
+        "width": {"low": 8, "high": 128, "log": True},
+        "lr": {"low": 0.001, "high": 0.1, "log": True},
+    }
+    config["zoo"] = {"mode": "random", "n_samples": 1000, "seeds": [0], "space": space}
+    config["train"]["models_per_job"] = None
+    write_config(workdir, config)
+    specs = zoo.expand(validate(config))
+    batches = zoo.batches(specs, 512)
+    batch, members = max(batches.items(), key=lambda item: len(item[1]))
+    assert len(json.dumps([s for s in specs if s["model_id"] in members])) > 128 * 1024
+
+    plan = snakemake(workdir, "trained", "-n", "-p")
+    commands = [line for line in plan.stdout.splitlines() if " train " in line]
+    assert len(commands) == len(batches) and all(len(c) < 4096 for c in commands)
+    specs_file = workdir / "results" / "train" / "specs" / f"{batch}.json"
+    assert f"--specs results/train/specs/{batch}.json" in plan.stdout
+
+    snakemake(workdir, str(specs_file.relative_to(workdir)))
+    by_id = {s["model_id"]: s for s in specs}
+    assert json.loads(specs_file.read_text()) == [by_id[m] for m in members]

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from nnmanifold.core import storage
 from nnmanifold.core.errors import UserError
 from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import (
@@ -110,7 +111,7 @@ def _train(a: argparse.Namespace) -> None:
     train_steps.train(
         Layout(a.results),
         a.batch,
-        json.loads(a.specs),
+        storage.read_json(a.specs),
         _data(a),
         accelerator=a.accelerator,
         jobs_per_gpu=a.jobs_per_gpu,
@@ -180,7 +181,7 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             **_RESULTS,
             **_BATCH,
             **_DATA,
-            "--specs": {"required": True, "help": "JSON list of the job's model specs"},
+            "--specs": {"required": True, "help": "JSON file: a list of the job's model specs"},
             "--accelerator": {"required": True, "help": "auto, cpu or gpu"},
             "--jobs-per-gpu": {"type": int, "required": True, "help": "jobs sharing one GPU"},
             "--threads": {"type": int, "required": True, "help": "CPU threads"},

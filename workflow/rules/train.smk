@@ -1,9 +1,22 @@
-# One job trains a few models in one process (train.models_per_job); outputs stay per model under
-# results/models/<id>/ and the job's manifest lists them. A job is named by its members' ids and
-# gets their specs as a parameter, so editing one model's spec reruns only the job that holds it.
+# A training job's specs as a file: a job of hundreds of models holds more than one shell argument
+# can (128 KiB). Written in the Snakemake process, and rewritten only when a member's spec changes
+# (a parameter), which reruns the job that holds it and no other.
+rule job_specs:
+    output:
+        P.job_specs("{batch}"),
+    localrule: True
+    params:
+        specs=lambda w: canonical_json(job_specs(w.batch)),
+    run:
+        write_json(output[0], json.loads(params.specs))
+
+
+# One job trains many models in one process (train.models_per_job); outputs stay per model under
+# results/models/<id>/ and the job's manifest lists them. A job is named by its members' ids.
 rule train:
     input:
         probe=P.probe,
+        specs=P.job_specs("{batch}"),
         previous=previous_outputs("train"),
     output:
         P.train_manifest("{batch}"),
@@ -18,10 +31,9 @@ rule train:
         gpu=train_gpus(),
     params:
         rerun_mark=rerun_mark("train"),
-        specs=lambda w: canonical_json(job_specs(w.batch)),
     shell:
         step("train", DATA_ACCESS, TRAIN_RUN)
-        + " --batch {wildcards.batch:q} --specs {params.specs:q} --threads {threads} > {log:q} 2>&1"
+        + " --batch {wildcards.batch:q} --specs {input.specs:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule trained:

@@ -33,13 +33,14 @@ KNOWN_DATA = {
 _OPTIMIZER_SLOTS = {"sgd": 1, "adam": 2}
 #: Fixed bytes per checkpoint and per activations file (headers, metadata).
 _OVERHEAD = 20_000
-#: Least and most models a training job holds when ``train.models_per_job`` is unset. The most
-#: is bounded by the shell: a job's specs reach it as one argument, at most 128 KiB on Linux
-#: (about 340 bytes a spec; 512 specs failed with "Argument list too long").
-AUTO_MODELS_PER_JOB = (8, 256)
+#: Least and most models a training job holds when ``train.models_per_job`` is unset: the most
+#: keeps a job's run short enough to lose little when it is interrupted, and its memory small.
+AUTO_MODELS_PER_JOB = (8, 1024)
 #: Jobs a zoo is cut into, about, when ``train.models_per_job`` is unset (buckets split in two
-#: when full, so they hold about 0.69 of the size on average).
-AUTO_JOBS = 4
+#: when full, so they hold about 0.69 of the size on average). A job's start-up (about 5 s of
+#: imports on a CPU) is paid once per job, and a job's models train as a few vectorised groups,
+#: so few large jobs beat many small ones.
+AUTO_JOBS = 2
 
 
 def input_shape(data: DataSettings) -> tuple[tuple[int, ...], int] | None:
@@ -82,7 +83,7 @@ def plan_line(specs: Sequence[dict[str, Any]], layout: Layout, data: DataSetting
 
 def models_per_job(cap: int | None, n_models: int) -> tuple[int, str]:
     """Most models a training job holds, and why (for the plan line): the user's cap, or when
-    unset a quarter of the zoo rounded up to a power of two (within :data:`AUTO_MODELS_PER_JOB`),
+    unset half the zoo rounded up to a power of two (within :data:`AUTO_MODELS_PER_JOB`),
     so that a job's start-up is paid for many models and the size changes only when the zoo
     doubles (adding a model reruns only its job). It depends on the zoo alone, never on
     ``--cores``: a run-time choice must not rename jobs, and a cluster job re-reads the workflow
