@@ -60,6 +60,29 @@ def test_a_padded_member_trains_as_its_unpadded_self(digits, arch, optimizer):
         assert ours.adam_step == alone.adam_step
 
 
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_members_of_different_activations_train_as_their_own_groups(digits, arch):
+    """relu, tanh and sigmoid members of two widths, with dropout, in one group: after an epoch
+    each one's weights equal those of its own one-member group to 1e-6, and its probe
+    activations (evaluation path) too."""
+    ds, _ = digits
+    space = {**SPACES[arch], "activation": ["relu", "tanh", "sigmoid"]}
+    specs = _specs(seeds=(0,), **OPTIMISERS["sgd"], **space, dropout=0.2)
+    specs = [s for s in specs if arch == "mlp" or s["channels"] * 4 == s["width"]]
+    assert len(specs) == 6
+    mixed = _trained(specs, ds)
+    assert mixed.model.activation.kinds == ["relu", "sigmoid", "tanh"] and mixed.model.masked
+    x = torch.from_numpy(ds.x_test[:16])
+    hidden = mixed.model.hidden(list(range(len(specs)))[::-1], x)[::-1]
+    for k, spec in enumerate(specs):
+        alone = _trained([spec], ds)
+        for name, w in alone.member_states([0])[0].weights.items():
+            err = (mixed.member_states([k])[0].weights[name] - w).abs().max() / w.abs().max()
+            assert err <= 1e-6, (spec["activation"], spec["width"], name, err.item())
+        for name, h in alone.model.hidden([0], x)[0].items():
+            torch.testing.assert_close(hidden[k][name], h, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("arch", "activation"), [("mlp", "sigmoid"), ("cnn", "sigmoid"), ("mlp", "relu")]
 )
@@ -132,8 +155,10 @@ def test_group_key_buckets_widths_and_keeps_other_shapes_apart():
     assert key({**base, "width": 4}) != key({**base, "width": 5})
     assert key({**base, "width": 16}) != key({**base, "width": 17})
     assert key({**base, "depth": base["depth"] + 1}) != key(base)
-    assert key({**base, "activation": "tanh"}) != key(base)
+    assert key({**base, "activation": "tanh"}) == key(base)  # per member (MemberActivation)
+    assert key({**base, "lr": base["lr"] / 2}) == key(base)
     resnet = {**base, "arch": "resnet", "blocks": 1, "channels": 8}
     assert key(resnet) != key({**resnet, "channels": 7})
+    assert key(resnet) != key({**resnet, "activation": "tanh"})
     with pytest.raises(ValueError, match="padding.group_key"):
         padding.padded_spec([base, {**base, "depth": base["depth"] + 1}])

@@ -1,8 +1,8 @@
 """Train a group of zoo models as one vectorised computation inside Lightning.
 
-K models that share a shape apart from width and channels (architecture, depth, activation,
-batch size, optimiser type, data set; ``padding.group_key``) train together, padded to the
-widest: a ``stacked.StackedClassifier`` holds their weights, a ``optim.GroupSGD`` or
+K models that share a shape apart from width, channels and activation function (architecture,
+depth, batch size, optimiser type, data set; ``padding.group_key``) train together, padded to the
+widest, each with its own activation function: a ``stacked.StackedClassifier`` holds their weights, a ``optim.GroupSGD`` or
 ``optim.GroupAdam`` updates them with each member's own hyperparameters, and ``GroupClassifier``
 (this module) runs the schedule. Each model keeps its own identity:
 initial weights are its ``Classifier``'s under its seed (``members.initial_weights``), its data

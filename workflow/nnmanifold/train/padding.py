@@ -8,8 +8,8 @@ zero under an activation that maps zero to zero, and ``masks`` zero them after a
 ``unpad`` gives a member's own tensors back. Dropout draws per real unit position
 (``stacked.uniforms``), so a padded member's masks are its unpadded self's.
 
-``group_key`` is what job members must share to train together: their shape apart from width and
-channels, and a width bucket (``BUCKET_BASE``, by device) that bounds the padding waste. ResNets
+``group_key`` is what job members must share to train together: their shape apart from width,
+channels and activation function (``PER_MEMBER``), and a width bucket (``BUCKET_BASE``, by device) that bounds the padding waste. ResNets
 keep exact shapes.
 """
 
@@ -26,6 +26,8 @@ from nnmanifold.zoo.specs import shape_key
 
 #: Padded keys, by the architectures that pad.
 PADDED = {"mlp": ("width",), "cnn": ("width", "channels")}
+#: Keys members of one group may differ in without padding (``stacked.MemberActivation``).
+PER_MEMBER = {"mlp": ("activation",), "cnn": ("activation",)}
 #: Members share a group when each padded size lies in one bucket (base**(b-1), base**b]: a
 #: group's widest member is then under ``base`` times its narrowest. Fewer groups pay the per-step
 #: cost fewer times; wider buckets pay more padding. On a CPU, 128 MLPs of widths 8-128
@@ -46,9 +48,10 @@ def bucket(size: int, base: int) -> int:
 
 
 def pad_key(spec: dict[str, Any]) -> str:
-    """What members must share to be padded into one group: the shape apart from padded sizes."""
-    padded = PADDED.get(spec["arch"], ())
-    return shape_key({k: v for k, v in spec.items() if k not in padded})
+    """What members must share to be padded into one group: the shape apart from padded sizes
+    and per-member keys."""
+    free = PADDED.get(spec["arch"], ()) + PER_MEMBER.get(spec["arch"], ())
+    return shape_key({k: v for k, v in spec.items() if k not in free})
 
 
 def group_key(spec: dict[str, Any], base: int = BUCKET_BASE["cpu"]) -> str:
@@ -61,8 +64,8 @@ def padded_spec(specs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """A spec of the group's shared shape: the first member's, with the largest padded sizes."""
     if len({pad_key(s) for s in specs}) != 1:
         raise ValueError(
-            "a group holds models that differ at most in width and channels; split the specs by "
-            "train.padding.group_key"
+            "a group holds models that differ at most in width, channels and activation; split "
+            "the specs by train.padding.group_key"
         )
     return {**specs[0], **{k: max(s[k] for s in specs) for k in PADDED.get(specs[0]["arch"], ())}}
 

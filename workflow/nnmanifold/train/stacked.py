@@ -82,10 +82,46 @@ def dropout(
     return h * keep / (1 - p).view(-1, 1, 1)
 
 
+class MemberActivation(nn.Module):
+    """Each member's own activation function on stacked units whose member axis is ``dim``.
+
+    One function when the members share it; otherwise every function runs over the whole stack
+    and each member takes its own (``torch.where``): exact, since a member receives its own
+    function's values and gradients, and zeros from the others.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__()
+        self.kinds = sorted(set(names))
+        self.functions = nn.ModuleList(ACTIVATIONS[k]() for k in self.kinds)
+        self.register_buffer(
+            "which", torch.tensor([self.kinds.index(n) for n in names]), persistent=False
+        )
+
+    def maps_zero_to_zero(self) -> bool:
+        return all(float(f(torch.zeros(()))) == 0.0 for f in self.functions)
+
+    def forward(
+        self, h: torch.Tensor, dim: int, members: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``h`` with member k's function applied to its slice k along ``dim`` (of ``members``
+        only, when given: their indices)."""
+        if len(self.functions) == 1:
+            return self.functions[0](h)
+        which = self.which if members is None else self.which[members]
+        shape = [1] * h.dim()
+        shape[dim] = len(which)
+        which = which.view(shape)
+        out = self.functions[0](h)
+        for i, function in enumerate(self.functions[1:], 1):
+            out = torch.where(which == i, function(h), out)
+        return out
+
+
 def forward(
     layers: Sequence[Layer],
     params: dict[str, torch.Tensor],
-    activation: nn.Module,
+    activation: Callable[[torch.Tensor, int], torch.Tensor],
     x: torch.Tensor,
     shared: bool,
     drop: tuple[torch.Tensor, torch.Tensor, int] | None = None,
@@ -93,6 +129,7 @@ def forward(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Logits (K, n, classes) and every hidden layer (K, n, features) of K stacked Classifiers.
 
+    ``activation(h, dim)`` applies each member's function to units whose member axis is ``dim``.
     ``x`` is one input batch for all (``shared``, shape (n, ...)) or one per member (K, n, ...).
     ``drop`` = (p, keys, counter) applies each member's dropout after its dense hidden layers.
     ``pads`` (``padding.masks``) zeroes padded units after the activation of the layers it names
@@ -111,7 +148,7 @@ def forward(
             if i == 0:
                 h = h.repeat(1, K, 1, 1) if shared else h.transpose(0, 1).flatten(1, 2)
             h = F.conv2d(h, w.flatten(0, 1), b.flatten(), padding=1, groups=K)
-            h = activation(h)
+            h = activation(h.unflatten(1, (K, -1)), 1).flatten(1, 2)
             if (mask := pads.get(layer.name, (None, None))[0]) is not None:
                 h = h * mask.view(1, -1, 1, 1)
             if layer.pool:
@@ -128,7 +165,7 @@ def forward(
             h = torch.baddbmm(b[:, :, None], w, h)
         if layer.name == "head":
             return h.transpose(1, 2), hidden
-        h = activation(h)
+        h = activation(h, 0)
         mask, units = pads.get(layer.name, (None, None))
         if mask is not None:
             h = h * mask[:, :, None]
@@ -189,8 +226,8 @@ def evaluate_in_chunks(
 
 
 class StackedClassifier(nn.Module):
-    """K Classifiers (``specs``, differing at most in width and channels) with their weights
-    stacked on a leading axis, padded to the widest member (``train.padding``).
+    """K Classifiers (``specs``, differing at most in width, channels and activation function)
+    with their weights stacked on a leading axis, padded to the widest member (``train.padding``).
 
     ``weights`` are the members' Classifier state dicts, stacked and padded (name -> (K, ...),
     ``padding.pad``). Parameters are in the architecture's layer order (weight, then bias), as
@@ -209,7 +246,7 @@ class StackedClassifier(nn.Module):
         self.layers = architecture.layers(spec, input_shape, n_classes)
         self.names = [f"{layer.key}.{p}" for layer in self.layers for p in ("weight", "bias")]
         self.weights = nn.ParameterList([nn.Parameter(weights[n]) for n in self.names])
-        self.activation = ACTIVATIONS[spec["activation"]]()
+        self.activation = MemberActivation([s["activation"] for s in specs])
         self.register_buffer("p_drop", torch.tensor([s["dropout"] for s in specs]))
         self.has_dropout = any(s["dropout"] > 0 for s in specs)
         own = [architecture.layers(s, input_shape, n_classes) for s in specs]
@@ -220,7 +257,7 @@ class StackedClassifier(nn.Module):
         self.pads = padding.masks(sizes, {layer.name: layer.n_out for layer in self.layers})
         #: Padded units are masked unless the activation maps zero to zero: their zero weights
         #: then keep them at zero, with zero gradient, without the cost of a mask.
-        self.masked = float(self.activation(torch.zeros(()))) != 0.0
+        self.masked = not self.activation.maps_zero_to_zero()
         for name, (mask, units) in self.pads.items():
             self.register_buffer(f"mask_{name}", mask, persistent=False)
             self.register_buffer(f"units_{name}", units, persistent=False)
@@ -257,14 +294,19 @@ class StackedClassifier(nn.Module):
         params, pads = self.params(), self._pads()
         return forward(self.layers, params, self.activation, x, False, drop, pads)
 
+    def _activation(self, members: Sequence[int]) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        """The activation functions of some members (stacked in this order)."""
+        idx = self._index(members)
+        return lambda h, dim: self.activation(h, dim, idx)
+
     @torch.no_grad()
     def evaluate(
         self, members: Sequence[int], x: torch.Tensor, y: torch.Tensor
     ) -> tuple[list[float], list[float]]:
         """Mean loss and accuracy of some members on (x, y), in chunks of inputs."""
-        params, pads = self.params(members), self._pads(members)
+        params, pads, act = self.params(members), self._pads(members), self._activation(members)
         return evaluate_in_chunks(
-            lambda xs: forward(self.layers, params, self.activation, xs, True, pads=pads)[0],
+            lambda xs: forward(self.layers, params, act, xs, True, pads=pads)[0],
             len(members),
             x,
             y,
@@ -276,8 +318,8 @@ class StackedClassifier(nn.Module):
         """Each member's hidden layers on the inputs x (eval mode: no dropout; its own units
         only), on the host."""
         x = x.to(self.p_drop.device)
-        params, pads = self.params(members), self._pads(members)
-        _, hidden = forward(self.layers, params, self.activation, x, True, pads=pads)
+        params, pads, act = self.params(members), self._pads(members), self._activation(members)
+        _, hidden = forward(self.layers, params, act, x, True, pads=pads)
         return [
             {n: h[j, :, : self.widths[k][n]].cpu() for n, h in hidden.items()}
             for j, k in enumerate(members)
