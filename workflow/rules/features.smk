@@ -13,6 +13,9 @@ rule features:
         P.benchmark("features", "{batch}")
     conda:
         "../../envs/analysis.yaml"
+    # before the baselines: every map-level job waits for the last features job, the Wasserstein
+    # distances (the longest of them) first
+    priority: 20
     params:
         rerun_mark=rerun_mark("features"),
         geometry=S.geometry.identity_json(),

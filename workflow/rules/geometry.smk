@@ -63,6 +63,8 @@ rule wasserstein:
     conda:
         "../../envs/analysis.yaml"
     threads: workflow.cores
+    # the longest map-level job, so the first to start once the features are in
+    priority: 10
     resources:
         **zoo_resources(2, 2000, 10, 100),
     params:

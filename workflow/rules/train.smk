@@ -27,6 +27,8 @@ rule train:
     conda:
         "../../envs/train.yaml"
     threads: S.train.threads
+    # training first: everything after it waits for the last training job
+    priority: 30
     resources:
         gpu=train_gpus(),
     params:
