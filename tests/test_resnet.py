@@ -13,6 +13,7 @@ from nnmanifold.core import storage
 from nnmanifold.core.config import validate
 from nnmanifold.train import job as train
 from nnmanifold.train import models, resnet
+from nnmanifold.zoo import architecture
 from nnmanifold.zoo import specs as zoo
 from nnmanifold.zoo.data import Dataset
 
@@ -66,6 +67,35 @@ def test_resnet_has_6_blocks_plus_2_layers_and_projection_shortcuts(blocks):
     assert widths == {"stage1": 16, "stage2": 32, "stage3": 64, "penultimate": 64}
     if blocks == 3:  # ResNet-20 has 0.27 M parameters (He et al. 2016, table 6)
         assert sum(p.numel() for p in model.parameters()) == 272_474
+
+
+@pytest.mark.parametrize(
+    ("blocks", "channels", "shape"), [(1, 4, (1, 8, 8)), (2, 3, (3, 9, 7)), (3, 16, (3, 32, 32))]
+)
+def test_the_architecture_describes_the_built_resnet(blocks, channels, shape):
+    """``zoo.architecture``'s ResNet (what the plan and the group's memory estimate read) against
+    the network as built and run: recorded widths, parameters, and the values its convolutions,
+    BatchNorms and activations output per input, counted by forward hooks."""
+    spec = _spec(blocks=blocks, channels=channels)
+    model = models.Classifier(spec, shape, 10).eval()
+    per_point = 0
+
+    def count(_module, _input, out):
+        nonlocal per_point
+        per_point += out[0].numel()
+
+    kinds = (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.ReLU)
+    for m in model.modules():
+        if isinstance(m, kinds):
+            m.register_forward_hook(count)
+    with torch.no_grad():
+        hidden = model.hidden(torch.zeros(1, *shape))
+    widths, params, outputs = architecture.resnet_summary(spec, shape, 10)
+    assert widths == [h.shape[1] for h in hidden.values()]
+    assert params == sum(p.numel() for p in model.parameters())
+    assert outputs == per_point
+    with pytest.raises(ValueError, match="image data"):
+        architecture.resnet_blocks(spec, (64,))
 
 
 def test_augment_is_a_padded_crop_and_flip_per_image_reproducible_per_batch():

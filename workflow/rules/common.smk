@@ -1,4 +1,3 @@
-import json
 import sys
 
 from snakemake.logging import logger
@@ -15,7 +14,7 @@ from nnmanifold.geometry.embedding import MIN_MODELS
 from nnmanifold.core.paths import FIGURES, Layout
 from nnmanifold.core import plan
 from nnmanifold.core.settings import Settings
-from nnmanifold.core.storage import canonical_json, write_json
+from nnmanifold.core.storage import canonical_json
 from nnmanifold.extract import checks as network_checks
 from nnmanifold.extract import sources as network_sources
 

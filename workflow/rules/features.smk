@@ -11,11 +11,11 @@ rule features:
         P.log("features", "{batch}"),
     benchmark:
         P.benchmark("features", "{batch}")
-    conda:
-        "../../envs/analysis.yaml"
     # before the baselines: every map-level job waits for the last features job, the Wasserstein
     # distances (the longest of them) first
     priority: 20
+    conda:
+        "../../envs/analysis.yaml"
     params:
         rerun_mark=rerun_mark("features"),
         geometry=S.geometry.identity_json(),

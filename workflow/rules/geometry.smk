@@ -60,11 +60,11 @@ rule wasserstein:
         P.log("wasserstein"),
     benchmark:
         P.benchmark("wasserstein")
+    # the longest map-level job, so the first to start once the features are in
+    priority: 10
     conda:
         "../../envs/analysis.yaml"
     threads: workflow.cores
-    # the longest map-level job, so the first to start once the features are in
-    priority: 10
     resources:
         **zoo_resources(2, 2000, 10, 100),
     params:

@@ -4,11 +4,13 @@
 rule job_specs:
     output:
         P.job_specs("{batch}"),
+    log:
+        P.log("job_specs", "{batch}"),
     localrule: True
     params:
         specs=lambda w: canonical_json(job_specs(w.batch)),
     run:
-        write_json(output[0], json.loads(params.specs))
+        jobs.write_specs(output[0], log[0], params.specs)
 
 
 # One job trains many models in one process (train.models_per_job); outputs stay per model under
@@ -24,11 +26,11 @@ rule train:
         P.log("train", "{batch}"),
     benchmark:
         P.benchmark("train", "{batch}")
+    # training first: everything after it waits for the last training job
+    priority: 30
     conda:
         "../../envs/train.yaml"
     threads: S.train.threads
-    # training first: everything after it waits for the last training job
-    priority: 30
     resources:
         gpu=train_gpus(),
     params:

@@ -6,6 +6,7 @@ Parsing reads and never writes: a dry run and a run parse alike.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,14 @@ def with_rounds(
         specs.update({s["model_id"]: s for s in new})
         batches.update(zoo_lib.batches(fresh, per_job, prefix=f"r{k}b"))
     return specs, batches
+
+
+def write_specs(path: str | Path, log: str | Path, specs_json: str) -> None:
+    """A training job's specs file (its command names it: hundreds of specs do not fit one
+    shell argument), written atomically, and a line in the job's log."""
+    specs = json.loads(specs_json)
+    storage.write_json(path, specs)
+    Path(log).write_text(f"{len(specs)} model specs written to {path}\n")
 
 
 def changed_since(paths: Iterable[Path], reference: Path) -> list[Path]:

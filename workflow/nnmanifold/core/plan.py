@@ -144,28 +144,8 @@ def remove(paths: Iterable[Path]) -> None:
 
 def _layers(spec: dict[str, Any], shape: tuple[int, ...], n_classes: int) -> tuple[list[int], int]:
     """Each hidden layer's flattened width and the parameter count (``zoo.architecture``)."""
-    if spec["arch"] == "resnet":
-        return _resnet_layers(spec, shape, n_classes)
-    layers = architecture.layers(spec, shape, n_classes)
-    return [layer.width for layer in layers[:-1]], sum(layer.n_parameters for layer in layers)
-
-
-def _resnet_layers(
-    spec: dict[str, Any], shape: tuple[int, ...], n_classes: int
-) -> tuple[list[int], int]:
-    """``_layers`` of a ResNet (train.resnet): stages recorded pooled, one value per channel."""
-    c = spec["channels"]
-    params = shape[0] * c * 9 + 2 * c  # stem convolution (no bias) and BatchNorm
-    c_in = c
-    for stage in range(3):
-        c_out = c * 2**stage
-        for block in range(spec["blocks"]):
-            first_in = c_in if block == 0 else c_out
-            params += (first_in + c_out) * c_out * 9 + 4 * c_out
-            if first_in != c_out:  # projection shortcut: 1x1 convolution and BatchNorm
-                params += first_in * c_out + 2 * c_out
-        c_in = c_out
-    return [c, 2 * c, 4 * c, 4 * c], params + 4 * c * n_classes + n_classes
+    widths = architecture.recorded_widths(spec, shape, n_classes)
+    return widths, architecture.n_parameters(spec, shape, n_classes)
 
 
 def _size(n_bytes: float) -> str:

@@ -2,12 +2,13 @@
 
 K models that share a shape apart from width, channels and activation function (architecture,
 depth, batch size, optimiser type, data set; ``padding.group_key``) train together, padded to the
-widest, each with its own activation function: a ``stacked.StackedClassifier`` holds their weights, a ``optim.GroupSGD`` or
-``optim.GroupAdam`` updates them with each member's own hyperparameters, and ``GroupClassifier``
-(this module) runs the schedule. Each model keeps its own identity:
-initial weights are its ``Classifier``'s under its seed (``members.initial_weights``), its data
-order is ``EpochShuffleSampler``'s, its dropout masks come from a stream keyed by its seed, and
-its lr, momentum, weight decay, dropout and number of epochs are its own. A model whose loss goes
+widest, each with its own activation function: a ``stacked.StackedClassifier`` holds their
+weights, a ``optim.GroupSGD`` or ``optim.GroupAdam`` updates them with each member's own
+hyperparameters, and ``GroupClassifier`` (this module) runs the schedule. Each model keeps its
+own identity: initial weights are its ``Classifier``'s under its seed
+(``members.initial_weights``), its data order is ``EpochShuffleSampler``'s, its dropout masks
+come from a stream keyed by its seed, and its lr, momentum, weight decay, dropout and number of
+epochs are its own. A model whose loss goes
 non-finite is frozen and recorded ``diverged``; nothing in the computation mixes models, so a
 model's result does not depend on the group it trained in.
 """

@@ -29,7 +29,8 @@ class Classifier(pl.LightningModule):
         if spec["arch"] == "resnet":  # train/resnet.py: BatchNorm, no width or dropout
             act = ACTIVATIONS[spec["activation"]]
             self.blocks = nn.ModuleDict(resnet.blocks(spec, input_shape, act))
-            self.head = nn.Linear(resnet.n_features(spec), n_classes)
+            features = architecture.recorded_widths(spec, input_shape, n_classes)[-1]
+            self.head = nn.Linear(features, n_classes)
             self.drop = nn.Identity()
         else:
             *hidden, head = architecture.layers(spec, input_shape, n_classes)

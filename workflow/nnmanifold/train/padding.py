@@ -9,8 +9,8 @@ zero under an activation that maps zero to zero, and ``masks`` zero them after a
 (``stacked.uniforms``), so a padded member's masks are its unpadded self's.
 
 ``group_key`` is what job members must share to train together: their shape apart from width,
-channels and activation function (``PER_MEMBER``), and a width bucket (``BUCKET_BASE``, by device) that bounds the padding waste. ResNets
-keep exact shapes.
+channels and activation function (``PER_MEMBER``), and a width bucket (``BUCKET_BASE``, by
+device) that bounds the padding waste. ResNets keep exact shapes.
 """
 
 from __future__ import annotations

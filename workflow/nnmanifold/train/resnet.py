@@ -17,8 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-#: The layers a ResNet records, in order (``zoo.specs.layer_names`` lists them without torch).
-LAYERS = ("stage1", "stage2", "stage3", "penultimate")
+from nnmanifold.zoo import architecture
+
+#: The layers a ResNet records, in order (described, without torch, in ``zoo.architecture``).
+LAYERS = architecture.RESNET_LAYERS
 #: Random-crop padding: an eighth of the image side, as He et al. pad 32x32 CIFAR images by 4.
 PAD_FRACTION = 8
 
@@ -47,23 +49,16 @@ class BasicBlock(nn.Module):
 def blocks(
     spec: dict[str, Any], input_shape: tuple[int, ...], act: type[nn.Module]
 ) -> dict[str, nn.Module]:
-    """The network before its classifier head, as named layers (``LAYERS``), initialised as He
-    et al. do (Kaiming-normal convolutions, BatchNorm scale 1 and shift 0)."""
-    if len(input_shape) != 3:
-        raise ValueError(
-            f"arch resnet needs image data (C, H, W); this data has shape {input_shape}"
-        )
+    """The network before its classifier head, as named layers (``LAYERS``) built from
+    ``zoo.architecture.resnet_blocks``, initialised as He et al. do (Kaiming-normal convolutions,
+    BatchNorm scale 1 and shift 0)."""
+    described = architecture.resnet_blocks(spec, input_shape)
     c = spec["channels"]
     stem = [nn.Conv2d(input_shape[0], c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), act()]
     layers: dict[str, nn.Module] = {}
-    c_in = c
-    for stage in range(3):
-        c_out = c * 2**stage
-        stride = 1 if stage == 0 else 2
-        stack = [BasicBlock(c_in, c_out, stride, act)]
-        stack += [BasicBlock(c_out, c_out, 1, act) for _ in range(spec["blocks"] - 1)]
-        layers[LAYERS[stage]] = nn.Sequential(*(stem if stage == 0 else []), *stack)
-        c_in = c_out
+    for stage, name in enumerate(LAYERS[:3], 1):
+        stack = [BasicBlock(b.c_in, b.c_out, b.stride, act) for b in described if b.stage == stage]
+        layers[name] = nn.Sequential(*(stem if stage == 1 else []), *stack)
     layers["penultimate"] = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
     for module in nn.ModuleDict(layers).modules():
         if isinstance(module, nn.Conv2d):
@@ -72,11 +67,6 @@ def blocks(
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
     return layers
-
-
-def n_features(spec: dict[str, Any]) -> int:
-    """Width of the pooled features the head reads: the last stage's channels."""
-    return 4 * spec["channels"]
 
 
 def augment_generator(seed: int, epoch: int, batch: int) -> torch.Generator:

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from nnmanifold.train import resnet
 from nnmanifold.train.models import ACTIVATIONS, Classifier
 from nnmanifold.train.stacked import Stream, evaluate_in_chunks
+from nnmanifold.zoo import architecture
 from nnmanifold.zoo.specs import shape_key
 
 #: BatchNorm buffers: kept per member, saved in its checkpoint, never touched by the optimiser.
@@ -200,25 +201,7 @@ class StackedResNet(nn.Module):
 def member_bytes(spec: dict[str, Any], input_shape: tuple[int, ...], n_classes: int) -> int:
     """Rough memory one ResNet member takes in a training step: weights, gradients, optimiser
     state, and a batch's activations (every convolution, BatchNorm and activation output: what
-    autograd keeps for the backward pass, three per layer as ``group.member_bytes`` counts)."""
-    with torch.random.fork_rng(devices=[]):  # building the model must not move the RNG
-        model = Classifier(spec, input_shape, n_classes)
-    per_point = 0
-
-    def count(_: nn.Module, __: Any, out: torch.Tensor) -> None:
-        nonlocal per_point
-        per_point += out[0].numel()
-
-    hooks = [
-        m.register_forward_hook(count)
-        for m in model.modules()
-        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, ACTIVATIONS[spec["activation"]]))
-    ]
-    model.eval()
-    with torch.no_grad():
-        model(torch.zeros(1, *input_shape))
-    for hook in hooks:
-        hook.remove()
-    n_params = sum(p.numel() for p in model.parameters())
+    autograd keeps for the backward pass; ``zoo.architecture.resnet_summary``)."""
+    _, n_params, per_point = architecture.resnet_summary(spec, input_shape, n_classes)
     slots = 2 if spec["optimizer"] == "adam" else 1
     return 4 * (n_params * (3 + slots) + per_point * spec["batch_size"])
