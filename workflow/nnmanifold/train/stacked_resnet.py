@@ -136,9 +136,6 @@ class StackedResNet(nn.Module):
         on one batch for all (``shared``, (n, C, H, W)) or one per member (K, n, C, H, W)."""
         K = len(tensors["head.weight"])
         h = x.repeat(1, K, 1, 1) if shared else x.transpose(0, 1).flatten(1, 2)
-        # channels-last: oneDNN's grouped convolutions run 1.2-1.4x faster so on a CPU (forward
-        # and backward of 32 ResNet-8s; the whole group step about 1.06x, bench/train.py --resnet)
-        h = h.contiguous(memory_format=torch.channels_last)
 
         def run(module: nn.Module, prefix: str, h: torch.Tensor) -> torch.Tensor:
             if isinstance(module, nn.Conv2d):
