@@ -1,4 +1,4 @@
-"""The logic of the benchmark scripts that a GPU session runs unattended (bench/gpu_check.sh)."""
+"""The logic of the benchmark scripts (the GPU session runs some unattended: bench/gpu_check.sh)."""
 
 from __future__ import annotations
 
@@ -73,3 +73,18 @@ def test_gpu_wheels_carry_what_the_device_lacks():
     packages = wheels.needed(wheels._requires("nnmanifold"))
     assert {"snakemake", "jsonschema", "phate", "ripser", "optuna", "mnist1d"} <= set(packages)
     assert "nnmanifold" not in packages  # travels as source
+
+
+def test_sampled_zoo_sums_each_rules_benchmark_files(tmp_path):
+    """Per rule: its jobs' benchmark rows summed (train from two jobs, a rule of one file)."""
+    sampled_zoo = bench_script("sampled_zoo")
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    rows = {"train/b0.tsv": (12.5, 11.0), "train/b1.tsv": (10.25, 9.5), "zoo.tsv": (0.5, "NA")}
+    for name, (wall, cpu) in rows.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(header + f"{wall}\t0:00:12\t1\t1\t1\t1\t0\t0\t90\t{cpu}\n")
+    times = sampled_zoo.rule_times(tmp_path)
+    assert times == {
+        "train": {"jobs": 2, "s": 22.75, "cpu_s": 20.5},
+        "zoo": {"jobs": 1, "s": 0.5, "cpu_s": 0.0},
+    }

@@ -1,0 +1,75 @@
+"""The random digits zoo of issue 24 end to end: 1,000 MLPs through `snakemake --cores 2`.
+
+500 samples x seeds 0, 1 over depth 1-3, widths log-uniform 8-128, relu/tanh, lr log-uniform
+0.0005-0.3, 1-3 epochs (``bench/sampled_zoo.yaml``), run in a fresh results folder. Per-rule job
+times come from the Snakemake ``benchmark:`` files (wall seconds, millisecond resolution, summed
+over a rule's jobs), beside the run's wall time. Goals: training <= 30 job-s, the three baselines
+<= 25 job-s, the whole run <= 110 s. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "bench" / "sampled_zoo.yaml"
+
+
+def rule_times(benchmarks: Path) -> dict[str, dict[str, float]]:
+    """Per rule: jobs, summed wall seconds and summed CPU seconds of its benchmark files."""
+    out: dict[str, dict[str, float]] = defaultdict(lambda: {"jobs": 0, "s": 0.0, "cpu_s": 0.0})
+    for path in sorted(benchmarks.rglob("*.tsv")):
+        rule = path.relative_to(benchmarks).parts[0].removesuffix(".tsv")
+        with path.open() as fh:
+            row = next(csv.DictReader(fh, delimiter="\t"))
+        out[rule]["jobs"] += 1
+        out[rule]["s"] += float(row["s"])
+        out[rule]["cpu_s"] += float(row["cpu_time"]) if row["cpu_time"] != "NA" else 0.0
+    return {k: {n: round(v, 2) for n, v in d.items()} for k, d in sorted(out.items())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cores", type=int, default=2, help="snakemake --cores")
+    parser.add_argument("--keep", help="results folder to keep (default: a temporary one)")
+    args = parser.parse_args()
+    results = Path(args.keep or tempfile.mkdtemp(prefix="sampled_zoo_")) / "results"
+    config = yaml.safe_load(CONFIG.read_text()) | {"results": str(results)}
+    config_path = results.parent / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "--cores", str(args.cores)]
+    command += ["--snakefile", str(ROOT / "Snakefile"), "--configfile", str(config_path)]
+    started = time.perf_counter()
+    subprocess.run(command, cwd=results.parent, check=True, capture_output=True)
+    wall = time.perf_counter() - started
+    rules = rule_times(results / "benchmarks")
+    for rule, f in rules.items():
+        print(f"{rule:24s} {f['jobs']:3.0f} jobs {f['s']:7.2f} s {f['cpu_s']:7.2f} CPU s")
+    baselines = rules.get("baseline", {}).get("s", 0.0)
+    print(
+        json.dumps(
+            {
+                "models": 1000,
+                "cores": args.cores,
+                "wall_s": round(wall, 1),
+                "train_job_s": rules["train"]["s"],
+                "train_jobs": rules["train"]["jobs"],
+                "baselines_job_s": baselines,
+                "rules": rules,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
