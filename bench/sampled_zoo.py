@@ -44,6 +44,9 @@ def main() -> None:
     parser.add_argument("--keep", help="results folder to keep (default: a temporary one)")
     args = parser.parse_args()
     results = Path(args.keep or tempfile.mkdtemp(prefix="sampled_zoo_")) / "results"
+    if results.exists():
+        parser.error(f"{results} exists: the run must start from nothing")
+    results.parent.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load(CONFIG.read_text()) | {"results": str(results)}
     config_path = results.parent / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
