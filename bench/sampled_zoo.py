@@ -41,7 +41,10 @@ def rule_times(benchmarks: Path) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores")
-    parser.add_argument("--keep", help="results folder to keep (default: a temporary one)")
+    parser.add_argument(
+        "--keep",
+        help="folder to run in and keep (results in <keep>/results; default: a temporary one)",
+    )
     args = parser.parse_args()
     results = Path(args.keep or tempfile.mkdtemp(prefix="sampled_zoo_")) / "results"
     if results.exists():
@@ -53,7 +56,9 @@ def main() -> None:
     command = [sys.executable, "-m", "snakemake", "--cores", str(args.cores)]
     command += ["--snakefile", str(ROOT / "Snakefile"), "--configfile", str(config_path)]
     started = time.perf_counter()
-    subprocess.run(command, cwd=results.parent, check=True, capture_output=True)
+    run = subprocess.run(command, cwd=results.parent, capture_output=True, text=True)
+    if run.returncode:
+        sys.exit(f"snakemake failed ({run.returncode}):\n{run.stderr[-4000:]}")
     wall = time.perf_counter() - started
     rules = rule_times(results / "benchmarks")
     for rule, f in rules.items():

@@ -199,7 +199,7 @@ def test_mixed_map_distances_match_a_direct_computation(workdir, digits):
     P = {m: transition_matrix(np.asarray(r, np.float32), op) for m, r in reps.items()}
     expected = np.array([[np.linalg.norm(P[a] - P[b]) for b in ids] for a in ids])
     np.testing.assert_allclose(D, expected, rtol=0, atol=1e-9)
-    rows = [json.loads(p.read_text()) for p in (workdir / "results").glob("*/b*.json")]
+    rows = [json.loads(p.read_text()) for p in (workdir / "results" / "train").glob("b*.json")]
     extracted = json.loads(next((workdir / "results" / "extract").glob("*.json")).read_text())
     assert set(extracted[0]) == set(rows[0][0])  # one row format with training manifests
     # a changed checkpoint re-extracts its job only (and in it, only that network)

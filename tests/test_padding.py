@@ -162,3 +162,17 @@ def test_group_key_buckets_widths_and_keeps_other_shapes_apart():
     assert key(resnet) != key({**resnet, "activation": "tanh"})
     with pytest.raises(ValueError, match="padding.group_key"):
         padding.padded_spec([base, {**base, "depth": base["depth"] + 1}])
+
+
+def test_a_group_of_several_activation_functions_is_sized_for_their_outputs(digits):
+    """Each activation function beyond the first keeps its output and a selection per layer, so
+    fewer such members fit a memory budget."""
+    ds, _ = digits
+    one = _specs(seeds=(0, 1), width=[12, 16], activation="relu")
+    mixed = _specs(seeds=(0, 1), width=[12, 16], activation=["relu", "tanh"])
+    budget = 64 * group.member_bytes(padding.padded_spec(one), ds)
+    assert group.group_size(one, ds, budget) == 64
+    assert group.group_size(mixed, ds, budget) < 64
+    assert group.member_bytes(padding.padded_spec(mixed), ds, 2) > group.member_bytes(
+        padding.padded_spec(mixed), ds
+    )

@@ -79,6 +79,18 @@ def test_matrix_matches_persim_with_empty_and_one_point_diagrams():
     assert D[0, 5] == 0.0 and D[0, 2] > 0
 
 
+def test_a_diagram_before_empty_ones_in_a_block_keeps_every_point():
+    """Diagrams are compared in blocks of concatenated points: an empty diagram after a
+    non-empty one (here the block's last two) must not hide the latter's last point (a reviewer
+    found a pruning step that did: this pair came out 4.999 instead of 3.566)."""
+    a = np.array([[0.0, 1.0], [0.0, 1.05]])
+    b = np.array([[5.0, 9.0], [0.0, 1.02]])
+    empty = np.zeros((0, 2))
+    D = wasserstein.wasserstein_matrix([b, empty, empty, a], n_jobs=1)
+    assert D[3, 0] == pytest.approx(_persim(a, b), rel=RTOL, abs=0)
+    assert D[3, 0] == pytest.approx(wasserstein.wasserstein_distance(a, b), rel=1e-12)
+
+
 def test_shared_bars_match_the_square_assignment_where_persim_loses_digits():
     rng = np.random.default_rng(4)
     a, b = _diagram(rng, 40), _diagram(rng, 25)

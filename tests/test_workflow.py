@@ -136,8 +136,8 @@ def test_a_job_of_hundreds_of_models_gets_its_specs_from_a_file(tiny):
     plan = snakemake(workdir, "trained", "-n", "-p")
     commands = [line for line in plan.stdout.splitlines() if " train " in line]
     assert len(commands) == len(batches) and all(len(c) < 4096 for c in commands)
-    specs_file = workdir / "results" / "train" / "specs" / f"{batch}.json"
-    assert f"--specs results/train/specs/{batch}.json" in plan.stdout
+    specs_file = workdir / "results" / "jobs" / f"{batch}.json"
+    assert f"--specs results/jobs/{batch}.json" in plan.stdout
 
     snakemake(workdir, str(specs_file.relative_to(workdir)))
     by_id = {s["model_id"]: s for s in specs}

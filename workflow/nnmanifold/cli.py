@@ -123,7 +123,7 @@ def _extract(a: argparse.Namespace) -> None:
     extract_steps.extract(
         Layout(a.results),
         a.batch,
-        json.loads(a.networks),
+        storage.read_json(a.networks),
         _data(a),
         accelerator=a.accelerator,
         jobs_per_gpu=a.jobs_per_gpu,
@@ -194,7 +194,7 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             **_RESULTS,
             **_BATCH,
             **_DATA,
-            "--networks": {"required": True, "help": "JSON list of the job's network specs"},
+            "--networks": {"required": True, "help": "JSON file: the job's network specs"},
             "--accelerator": {"default": "auto", "choices": ["auto", "cpu", "gpu"]},
             "--jobs-per-gpu": {"type": int, "default": 1, "help": "jobs sharing one GPU"},
             "--threads": {"type": int, "default": 1, "help": "CPU threads"},

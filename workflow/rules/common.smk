@@ -71,6 +71,13 @@ def network_job(batch):
     return [PLACE_NETWORKS[m] for m in PLACE_BATCHES[batch]]
 
 
+def specs_of_job(batch):
+    """A training or extraction job's specs (what its job_specs file holds)."""
+    if batch in NETWORK_BATCHES or batch in PLACE_BATCHES:
+        return network_job(batch)
+    return job_specs(batch)
+
+
 def job_members(batch):
     """The ids of a training or extraction job's networks."""
     if batch in NETWORK_BATCHES or batch in PLACE_BATCHES:

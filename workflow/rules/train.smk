@@ -1,6 +1,6 @@
-# A training job's specs as a file: a job of hundreds of models holds more than one shell argument
-# can (128 KiB). Written in the Snakemake process, and rewritten only when a member's spec changes
-# (a parameter), which reruns the job that holds it and no other.
+# A training or extraction job's specs as a file: a job of hundreds of networks holds more than one
+# shell argument can (128 KiB). Written in the Snakemake process, and rewritten only when a
+# member's spec changes (a parameter), which reruns the job that holds it and no other.
 rule job_specs:
     output:
         P.job_specs("{batch}"),
@@ -8,7 +8,7 @@ rule job_specs:
         P.log("job_specs", "{batch}"),
     localrule: True
     params:
-        specs=lambda w: canonical_json(job_specs(w.batch)),
+        specs=lambda w: canonical_json(specs_of_job(w.batch)),
     run:
         jobs.write_specs(output[0], log[0], params.specs)
 

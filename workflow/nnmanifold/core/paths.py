@@ -100,8 +100,9 @@ class Layout:
         return self.root / "train" / f"{batch}.json"
 
     def job_specs(self, batch: str) -> Path:
-        """A training job's model specs (written by the plan; a job's command names the file)."""
-        return self.root / "train" / "specs" / f"{batch}.json"
+        """A training or extraction job's specs (written by the plan; the job's command names
+        the file)."""
+        return self.root / "jobs" / f"{batch}.json"
 
     def extract_manifest(self, batch: str) -> Path:
         """An extraction job's manifest (networks from elsewhere, mapped with the zoo: "xb...")."""

@@ -1,16 +1,16 @@
 """Train a group of zoo models as one vectorised computation inside Lightning.
 
-K models that share a shape apart from width, channels and activation function (architecture,
-depth, batch size, optimiser type, data set; ``padding.group_key``) train together, padded to the
-widest, each with its own activation function: a ``stacked.StackedClassifier`` holds their
+K models of one ``padding.group_key`` (architecture, depth, batch size, optimiser type and data
+set shared; widths and channels padded to the widest; MLP and CNN members each with its own
+activation function, ResNets with one) train together: a ``stacked.StackedClassifier`` holds their
 weights, a ``optim.GroupSGD`` or ``optim.GroupAdam`` updates them with each member's own
 hyperparameters, and ``GroupClassifier`` (this module) runs the schedule. Each model keeps its
 own identity: initial weights are its ``Classifier``'s under its seed
 (``members.initial_weights``), its data order is ``EpochShuffleSampler``'s, its dropout masks
 come from a stream keyed by its seed, and its lr, momentum, weight decay, dropout and number of
-epochs are its own. A model whose loss goes
-non-finite is frozen and recorded ``diverged``; nothing in the computation mixes models, so a
-model's result does not depend on the group it trained in.
+epochs are its own. A model whose loss goes non-finite is frozen and recorded ``diverged``;
+nothing in the computation mixes models, so a model's result does not depend on the group it
+trained in.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from nnmanifold.train import members as member_state
 from nnmanifold.train import stacked_resnet
 from nnmanifold.train.members import MemberState
 from nnmanifold.train.optim import GroupAdam, GroupSGD
+from nnmanifold.train.padding import padded_spec
 from nnmanifold.train.stacked import StackedClassifier, dropout_keys, member_cross_entropy
 from nnmanifold.train.stacked_resnet import StackedResNet
 from nnmanifold.zoo import architecture
@@ -186,10 +187,11 @@ class GroupClassifier(pl.LightningModule):
         return member_state.unstack(weights, optim, diverged, done, shapes)
 
 
-def member_bytes(spec: dict[str, Any], dataset: Dataset) -> int:
+def member_bytes(spec: dict[str, Any], dataset: Dataset, functions: int = 1) -> int:
     """Rough memory one member (padded to ``spec``) takes in a training step: weights,
-    gradients, optimiser state, a batch's activations (forward and backward) and its epoch's
-    data order."""
+    gradients, optimiser state, a batch's activations (forward and backward; each of a group's
+    ``functions`` activation functions beyond the first keeps its output and a selection more,
+    ``stacked.MemberActivation``) and its epoch's data order."""
     if spec["arch"] == "resnet":
         shape = (dataset.input_shape, dataset.n_classes)
         return stacked_resnet.member_bytes(spec, *shape) + 8 * len(dataset.y_train)
@@ -197,10 +199,13 @@ def member_bytes(spec: dict[str, Any], dataset: Dataset) -> int:
     n_params = sum(layer.n_parameters for layer in layers)
     per_point = math.prod(dataset.input_shape) + sum(layer.width for layer in layers)
     slots = 2 if spec["optimizer"] == "adam" else 1
-    floats = n_params * (3 + slots) + per_point * 3 * spec["batch_size"]
+    kept = 3 + 2 * (functions - 1)
+    floats = n_params * (3 + slots) + per_point * kept * spec["batch_size"]
     return 4 * floats + 8 * len(dataset.y_train)
 
 
-def group_size(spec: dict[str, Any], dataset: Dataset, budget_bytes: int) -> int:
-    """How many members like ``spec`` fit in ``budget_bytes`` (at least one)."""
-    return max(1, budget_bytes // member_bytes(spec, dataset))
+def group_size(specs: Sequence[dict[str, Any]], dataset: Dataset, budget_bytes: int) -> int:
+    """How many members like ``specs`` (one ``padding.group_key``; padded to the widest) fit in
+    ``budget_bytes`` (at least one)."""
+    functions = len({s["activation"] for s in specs})
+    return max(1, budget_bytes // member_bytes(padded_spec(specs), dataset, functions))

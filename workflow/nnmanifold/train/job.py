@@ -1,9 +1,9 @@
 """Train zoo models with Lightning, resume from checkpoints, record metrics and activations.
 
 ``train_model`` trains one model (the reference path); ``train_job`` trains a job's members in
-groups of one shape apart from width and channels (``padding.group_key``), each one vectorised
-computation (``group.GroupClassifier``). Both record a model's result the same way
-(``record.write``).
+groups of one shape apart from width, channels and (MLP, CNN) activation function
+(``padding.group_key``), each one vectorised computation (``group.GroupClassifier``). Both
+record a model's result the same way (``record.write``).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def train_job(
             shapes.setdefault(padding.group_key(spec, base), []).append(spec)
     budget = _group_budget(accelerator)
     for members in shapes.values():
-        size = group.group_size(padding.padded_spec(members), dataset, budget)
+        size = group.group_size(members, dataset, budget)
         for i in range(0, len(members), size):
             done.update(train_group(members[i : i + size], dataset, probe, files, accelerator))
     return [done[s["model_id"]] for s in specs]
