@@ -375,6 +375,38 @@ MUTATIONS = (
         'torch.optim.Adam(self.parameters(), lr=s["lr"])',
         (f"{T_GROUP}::test_group_matches_the_one_model_path[space0-adam]",),
     ),
+    # session 5: mixed activation functions, ResNet description, Procrustes near pairs
+    Mutation(
+        "stacked: every member gets the first activation function",
+        STACKED,
+        "        if len(self.functions) == 1:\n            return self.functions[0](h)",
+        "        if True:\n            return self.functions[0](h)",
+        ("tests/test_padding.py::test_members_of_different_activations_train_as_their_own_groups",),
+    ),
+    Mutation(
+        "group: a mixed-activation group sized as if it had one function",
+        GROUP,
+        "kept = 3 + 2 * (functions - 1)",
+        "kept = 3",
+        (
+            "tests/test_padding.py::"
+            "test_a_group_of_several_activation_functions_is_sized_for_their_outputs",
+        ),
+    ),
+    Mutation(
+        "architecture: a projection shortcut's outputs not counted",
+        f"{PKG}/zoo/architecture.py",
+        "return (6 + 2 * self.projection) * self.c_out * self.pixels",
+        "return 6 * self.c_out * self.pixels",
+        ("tests/test_resnet.py::test_the_architecture_describes_the_built_resnet",),
+    ),
+    Mutation(
+        "procrustes: a near pair across blocks of two widths not padded",
+        SIMILARITY,
+        "a, b = (np.pad(X, ((0, 0), (0, w - X.shape[1]))) for X in (A[i], B[j]))",
+        "a, b = A[i], B[j]",
+        ("tests/test_similarity.py::test_a_near_pair_across_blocks_of_two_widths_is_recomputed",),
+    ),
     Mutation(
         "one model: checkpoints unpickled with code",
         JOB,
