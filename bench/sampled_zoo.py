@@ -4,7 +4,10 @@
 0.0005-0.3, 1-3 epochs (``bench/sampled_zoo.yaml``), run in a fresh results folder. Per-rule job
 times come from the Snakemake ``benchmark:`` files (wall seconds, millisecond resolution, summed
 over a rule's jobs), beside the run's wall time. Goals: training <= 30 job-s, the three baselines
-<= 25 job-s, the whole run <= 110 s. The last line printed is one JSON object.
+<= 25 job-s, the whole run <= 110 s. Machines of this kind differ by ~30 % in speed, so a plain
+NumPy reference (``reference``: a fixed mix of small SVDs and matrix products, one thread) is timed
+before and after the run, and the run's wall time is also given in units of it. The last line
+printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -19,10 +22,27 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "bench" / "sampled_zoo.yaml"
+
+
+def reference() -> float:
+    """Seconds of a fixed plain-NumPy workload (3,000 SVDs of 64 x 64, 300 products of 256 x
+    256 matrices) on one thread: the machine's speed, for ratios."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(64, 64)), rng.normal(size=(256, 256))
+    with threadpool_limits(1):
+        started = time.perf_counter()
+        for _ in range(3000):
+            np.linalg.svd(a)
+        for _ in range(300):
+            b = b @ b.T / 256
+    return time.perf_counter() - started
 
 
 def rule_times(benchmarks: Path) -> dict[str, dict[str, float]]:
@@ -55,11 +75,13 @@ def main() -> None:
     config_path.write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "snakemake", "--cores", str(args.cores)]
     command += ["--snakefile", str(ROOT / "Snakefile"), "--configfile", str(config_path)]
+    before = reference()
     started = time.perf_counter()
     run = subprocess.run(command, cwd=results.parent, capture_output=True, text=True)
     if run.returncode:
         sys.exit(f"snakemake failed ({run.returncode}):\n{run.stderr[-4000:]}")
     wall = time.perf_counter() - started
+    ref = float(np.median([before, reference(), reference()]))
     rules = rule_times(results / "benchmarks")
     for rule, f in rules.items():
         print(f"{rule:24s} {f['jobs']:3.0f} jobs {f['s']:7.2f} s {f['cpu_s']:7.2f} CPU s")
@@ -70,6 +92,8 @@ def main() -> None:
                 "models": 1000,
                 "cores": args.cores,
                 "wall_s": round(wall, 1),
+                "reference_s": round(ref, 3),
+                "wall_in_references": round(wall / ref, 1),
                 "train_job_s": rules["train"]["s"],
                 "train_jobs": rules["train"]["jobs"],
                 "baselines_job_s": baselines,
