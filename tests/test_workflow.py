@@ -2,6 +2,7 @@
 
 import copy
 import json
+import shutil
 
 import pandas as pd
 import yaml
@@ -74,6 +75,10 @@ def test_tiny_zoo_trains_and_reruns_only_what_changed(tiny):
 
     nothing = snakemake(workdir, "trained", "-n")
     assert _jobs(nothing.stdout, "train") == 0
+    # a results folder from before jobs had specs files: making them reruns no job
+    shutil.rmtree(workdir / "results" / "jobs")
+    nothing = snakemake(workdir, "trained", "-n")
+    assert _jobs(nothing.stdout, "train") == 0 and _jobs(nothing.stdout, "job_specs") == 0
 
     # change one model so that its new id falls in the bucket of its old one: one job reruns
     before = config
