@@ -80,9 +80,7 @@ def specs_of_job(batch):
 
 def job_members(batch):
     """The ids of a training or extraction job's networks."""
-    if batch in NETWORK_BATCHES or batch in PLACE_BATCHES:
-        return [n["model_id"] for n in network_job(batch)]
-    return [s["model_id"] for s in job_specs(batch)]
+    return [s["model_id"] for s in specs_of_job(batch)]
 
 
 def job_specs(batch):

@@ -59,11 +59,11 @@ def with_rounds(
 
 
 def write_specs(path: str | Path, log: str | Path, specs_json: str) -> None:
-    """A training job's specs file (its command names it: hundreds of specs do not fit one
-    shell argument), written atomically, and a line in the job's log."""
+    """A training or extraction job's specs file (its command names it: hundreds of specs do not
+    fit one shell argument), written atomically, and a line in the job's log."""
     specs = json.loads(specs_json)
     storage.write_json(path, specs)
-    Path(log).write_text(f"{len(specs)} model specs written to {path}\n")
+    Path(log).write_text(f"{len(specs)} specs written to {path}\n")
 
 
 def changed_since(paths: Iterable[Path], reference: Path) -> list[Path]:
