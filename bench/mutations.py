@@ -407,6 +407,28 @@ MUTATIONS = (
         "a, b = A[i], B[j]",
         ("tests/test_similarity.py::test_a_near_pair_across_blocks_of_two_widths_is_recomputed",),
     ),
+    # session 6: groups cut by a cost model
+    Mutation(
+        "padding: a group's padded size is its last width, not the widest",
+        f"{PKG}/train/padding.py",
+        "padded = tuple(map(max, padded, distinct[i]))",
+        "padded = distinct[i]",
+        ("tests/test_padding.py::test_groups_are_the_cheapest_cut_of_the_sorted_widths",),
+    ),
+    Mutation(
+        "padding: the per-group overhead left out of the cost",
+        f"{PKG}/train/padding.py",
+        "total = best[i] + overhead + members * batch * cost(padded)",
+        "total = best[i] + members * batch * cost(padded)",
+        ("tests/test_padding.py::test_groups_are_the_cheapest_cut_of_the_sorted_widths",),
+    ),
+    Mutation(
+        "architecture: a convolution's arithmetic counted once, not per pixel",
+        f"{PKG}/zoo/architecture.py",
+        "return (self.n_parameters - self.n_out) * self.positions",
+        "return self.n_parameters - self.n_out",
+        ("tests/test_padding.py::test_multiply_adds_count_each_layers_arithmetic",),
+    ),
     Mutation(
         "one model: checkpoints unpickled with code",
         JOB,

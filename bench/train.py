@@ -178,16 +178,14 @@ def sequential(specs: list[dict], ds: data.Dataset, probe: dict, work: Path) -> 
     return (time.perf_counter() - t) / len(specs)
 
 
-def padded_groups(specs: list[dict], device: str) -> list[dict]:
-    """The groups a job of ``specs`` trains in (``padding.group_key``): members, padded width,
+def padded_groups(specs: list[dict], ds: data.Dataset, device: str) -> list[dict]:
+    """The groups a job of ``specs`` trains in (``padding.groups``): members, padded width,
     and the padding's share of the group's hidden units."""
-    groups: dict[str, list[int]] = {}
-    for spec in specs:
-        key = padding.group_key(spec, padding.BUCKET_BASE[device])
-        groups.setdefault(key, []).append(spec["width"])
+    groups = padding.groups(specs, ds.input_shape, ds.n_classes, device)
     return [
-        {"members": len(w), "width": max(w), "padding": round(1 - sum(w) / (len(w) * max(w)), 3)}
-        for w in sorted(groups.values(), key=max)
+        {"members": len(g), "width": max(w), "padding": round(1 - sum(w) / (len(w) * max(w)), 3)}
+        for g in groups
+        for w in [[s["width"] for s in g]]
     ]
 
 
@@ -241,7 +239,7 @@ def cpu(args: argparse.Namespace) -> dict:
         "random_width_models_per_s": round(mixed_rate, 2),
         "random_width_models_per_s_runs": [round(len(specs) / r[0], 1) for r in mixed],
         "random_width_fraction_of_same_shape": round(mixed_rate / vec, 3),
-        "random_width_groups": padded_groups(mixed_specs, "cpu"),
+        "random_width_groups": padded_groups(mixed_specs, ds, "cpu"),
         "vectorised_models_per_cpu_s": round(len(specs) / vec_cpu_s, 2),
         "vectorised_output_writing_s": round(write_s, 3),
         "vectorised_models_per_s_without_writes": round(len(specs) / (vec_s - write_s), 2),
@@ -271,7 +269,7 @@ def gpu(args: argparse.Namespace) -> dict:
         mixed = {
             "random_width_model_epochs_per_s": round(rate, 1),
             "random_width_fraction_of_one_shape": round(wall / mixed_wall, 3),
-            "random_width_groups": padded_groups(mixed_specs, "cuda"),
+            "random_width_groups": padded_groups(mixed_specs, ds, "cuda"),
             "random_width_ok": sum(m["status"] == "ok" for m in mixed_metrics),
         }
     return {

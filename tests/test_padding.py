@@ -1,6 +1,8 @@
 """Groups of mixed widths and channel counts: a padded member trains as its unpadded self, its
-padded units are inert, and members group by width bucket."""
+padded units are inert, and a job's members are cut into groups by a cost model."""
 
+import itertools
+import math
 import warnings
 
 import pytest
@@ -10,6 +12,7 @@ from test_group import OPTIMISERS, _specs
 
 from nnmanifold.train import group, members, padding, stacked
 from nnmanifold.train import job as train
+from nnmanifold.zoo import architecture
 
 SPACES = {
     "mlp": {"arch": "mlp", "depth": 2, "width": [12, 16]},
@@ -148,20 +151,60 @@ def test_mixed_widths_give_the_per_shape_groups_results(digits, tmp_path):
             assert ours["test_loss"] == pytest.approx(one["test_loss"], rel=1e-6)
 
 
-def test_group_key_buckets_widths_and_keeps_other_shapes_apart():
+def _cost(groups, overhead, shape=(64,)):
+    """The cost ``padding.partition`` minimises: per group its overhead and its members'
+    multiply-adds at the padded shape for a batch."""
+    total = 0
+    for g in groups:
+        layers = architecture.layers(padding.padded_spec(g), shape, 10)
+        total += overhead + len(g) * g[0]["batch_size"] * sum(x.multiply_adds for x in layers)
+    return total
+
+
+def test_groups_keep_other_shapes_apart():
     base = _specs(width=16)[0]
-    key = padding.group_key
-    assert key({**base, "width": 5}) == key({**base, "width": 16})  # (4, 16]
-    assert key({**base, "width": 4}) != key({**base, "width": 5})
-    assert key({**base, "width": 16}) != key({**base, "width": 17})
-    assert key({**base, "depth": base["depth"] + 1}) != key(base)
-    assert key({**base, "activation": "tanh"}) == key(base)  # per member (MemberActivation)
-    assert key({**base, "lr": base["lr"] / 2}) == key(base)
+
+    def together(*specs):
+        return len(padding.groups(specs, (1, 8, 8), 10)) == 1
+
+    assert together(base, {**base, "width": 5}, {**base, "activation": "tanh", "lr": 0.5})
+    assert not together(base, {**base, "depth": base["depth"] + 1})
+    assert not together(base, {**base, "batch_size": base["batch_size"] * 2})
     resnet = {**base, "arch": "resnet", "blocks": 1, "channels": 8}
-    assert key(resnet) != key({**resnet, "channels": 7})
-    assert key(resnet) != key({**resnet, "activation": "tanh"})
-    with pytest.raises(ValueError, match="padding.group_key"):
+    assert not together(resnet, {**resnet, "channels": 7})
+    assert not together(resnet, {**resnet, "activation": "tanh"})
+    with pytest.raises(ValueError, match="padding.groups"):
         padding.padded_spec([base, {**base, "depth": base["depth"] + 1}])
+
+
+@pytest.mark.parametrize("overhead", [0, 2e4, 3e5, 6e6, 1e12])
+def test_groups_are_the_cheapest_cut_of_the_sorted_widths(overhead):
+    """Against every cut of 7 distinct widths (64 partitions): the chosen groups cost the least
+    under the model, hold every member once, in the job's order, and are runs of the sorted
+    widths; no overhead gives a group per width, a huge one a single group."""
+    base = _specs(width=16)[0]
+    widths = [40, 8, 12, 8, 100, 17, 12, 64, 9, 40]
+    specs = [{**base, "width": w, "model_id": f"m{i}"} for i, w in enumerate(widths)]
+    groups = padding.partition(specs, (64,), 10, overhead)
+    assert sorted(s["model_id"] for g in groups for s in g) == sorted(s["model_id"] for s in specs)
+    for g in groups:
+        assert [specs.index(s) for s in g] == sorted(specs.index(s) for s in g)
+    distinct = sorted(set(widths))
+    cheapest = math.inf
+    for cuts in itertools.product([False, True], repeat=len(distinct) - 1):
+        runs, run = [], [distinct[0]]
+        for width, cut in zip(distinct[1:], cuts, strict=True):
+            runs, run = (runs + [run], [width]) if cut else (runs, run + [width])
+        runs.append(run)
+        cut_groups = [[s for s in specs if s["width"] in r] for r in runs]
+        cheapest = min(cheapest, _cost(cut_groups, overhead))
+    assert _cost(groups, overhead) == cheapest
+    spans = sorted((min(s["width"] for s in g), max(s["width"] for s in g)) for g in groups)
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(spans)), spans
+    if overhead == 0:
+        assert len(groups) == len(distinct)
+    if overhead == 1e12:
+        assert len(groups) == 1
 
 
 def test_a_group_of_several_activation_functions_is_sized_for_their_outputs(digits):
@@ -176,3 +219,16 @@ def test_a_group_of_several_activation_functions_is_sized_for_their_outputs(digi
     assert group.member_bytes(padding.padded_spec(mixed), ds, 2) > group.member_bytes(
         padding.padded_spec(mixed), ds
     )
+
+
+def test_multiply_adds_count_each_layers_arithmetic():
+    """The cost model's arithmetic: a dense layer's weights once per input, a convolution's at
+    every pixel of its input (before the pool)."""
+    mlp = architecture.layers({"arch": "mlp", "depth": 2, "width": 16}, (64,), 10)
+    assert [x.multiply_adds for x in mlp] == [64 * 16, 16 * 16, 16 * 10]
+    cnn = {"arch": "cnn", "depth": 2, "width": 16, "channels": 4}
+    conv1, conv2, fc, head = architecture.layers(cnn, (1, 8, 8), 10)
+    assert conv1.multiply_adds == 1 * 4 * 9 * 8 * 8
+    assert conv2.multiply_adds == 4 * 4 * 9 * 4 * 4
+    assert fc.multiply_adds == conv2.width * 16 == 4 * 2 * 2 * 16
+    assert head.multiply_adds == 16 * 10

@@ -43,7 +43,7 @@ def test_stacked_forward_equals_each_classifier(digits):
 def test_shapes_must_agree(digits):
     ds, _ = digits
     specs = _specs(seeds=(0,), depth=[1, 2])
-    with pytest.raises(ValueError, match="split the specs by train.padding.group_key"):
+    with pytest.raises(ValueError, match="split the specs by train.padding.groups"):
         _stacked(specs, ds)
 
 

@@ -1,6 +1,6 @@
 """Train a group of zoo models as one vectorised computation inside Lightning.
 
-K models of one ``padding.group_key`` (architecture, depth, batch size, optimiser type and data
+K models of one ``padding.pad_key`` (architecture, depth, batch size, optimiser type and data
 set shared; widths and channels padded to the widest; MLP and CNN members each with its own
 activation function, ResNets with one) train together: a ``stacked.StackedClassifier`` holds their
 weights, a ``optim.GroupSGD`` or ``optim.GroupAdam`` updates them with each member's own
@@ -64,7 +64,7 @@ class Epoch:
 
 
 class GroupClassifier(pl.LightningModule):
-    """K Classifiers of one ``padding.group_key`` trained as one computation (manual
+    """K Classifiers of one ``padding.pad_key`` trained as one computation (manual
     optimisation).
 
     ``states`` are the members' starting points (``members.fresh_states`` or their checkpoints).
@@ -205,7 +205,7 @@ def member_bytes(spec: dict[str, Any], dataset: Dataset, functions: int = 1) -> 
 
 
 def group_size(specs: Sequence[dict[str, Any]], dataset: Dataset, budget_bytes: int) -> int:
-    """How many members like ``specs`` (one ``padding.group_key``; padded to the widest) fit in
+    """How many members like ``specs`` (one ``padding.pad_key``; padded to the widest) fit in
     ``budget_bytes`` (at least one)."""
     functions = len({s["activation"] for s in specs})
     return max(1, budget_bytes // member_bytes(padded_spec(specs), dataset, functions))

@@ -2,7 +2,7 @@
 
 ``train_model`` trains one model (the reference path); ``train_job`` trains a job's members in
 groups of one shape apart from width, channels and (MLP, CNN) activation function
-(``padding.group_key``), each one vectorised computation (``group.GroupClassifier``). Both
+(``padding.groups``), each one vectorised computation (``group.GroupClassifier``). Both
 record a model's result the same way (``record.write``).
 """
 
@@ -131,8 +131,8 @@ def train_job(
     results: str | Path,
     accelerator: str = "auto",
 ) -> list[dict[str, Any]]:
-    """Train a job's models, in its order: those of one ``padding.group_key`` together in
-    device-sized groups.
+    """Train a job's models: those not yet trained in the groups ``padding.groups`` cuts them
+    into (each split to fit the device's memory), one vectorised computation each.
 
     Complete models are kept; a model with a one-model checkpoint resumes on the one-model path.
     Every file is on disk when this returns (groups flush theirs with one ``storage.sync_all``),
@@ -140,8 +140,7 @@ def train_job(
     """
     files = {s["model_id"]: Layout(results).model_files(s["model_id"]) for s in specs}
     done: dict[str, dict[str, Any]] = {}
-    shapes: dict[str, list[dict[str, Any]]] = {}
-    base = padding.BUCKET_BASE["cuda" if _on_gpu(accelerator) else "cpu"]
+    fresh: list[dict[str, Any]] = []
     for spec in specs:
         own = files[spec["model_id"]]
         if (finished := _finished(own, probe["hash"])) is not None:
@@ -150,9 +149,10 @@ def train_job(
         elif own.last_checkpoint.is_file():
             done[spec["model_id"]] = train_model(spec, dataset, probe, own.root, accelerator)
         else:
-            shapes.setdefault(padding.group_key(spec, base), []).append(spec)
+            fresh.append(spec)
+    device = "cuda" if _on_gpu(accelerator) else "cpu"
     budget = _group_budget(accelerator)
-    for members in shapes.values():
+    for members in padding.groups(fresh, dataset.input_shape, dataset.n_classes, device):
         size = group.group_size(members, dataset, budget)
         for i in range(0, len(members), size):
             done.update(train_group(members[i : i + size], dataset, probe, files, accelerator))

@@ -8,43 +8,38 @@ zero under an activation that maps zero to zero, and ``masks`` zero them after a
 ``unpad`` gives a member's own tensors back. Dropout draws per real unit position
 (``stacked.uniforms``), so a padded member's masks are its unpadded self's.
 
-``group_key`` is what job members must share to train together: their shape apart from width,
-channels and activation function (``PER_MEMBER``), and a width bucket (``BUCKET_BASE``, by
-device) that bounds the padding waste. ResNets keep exact shapes.
+``groups`` cuts a job's members into the groups they train in: members share a group only when
+their shapes differ at most in width, channels and activation function (``pad_key``), and the
+widths are cut where a cost model (``STEP_OVERHEAD``) says padding would cost more than another
+group's steps. ResNets keep exact shapes.
 """
 
 from __future__ import annotations
 
-import json
+import bisect
+import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch.nn import functional as F
 
+from nnmanifold.zoo import architecture
 from nnmanifold.zoo.specs import shape_key
 
 #: Padded keys, by the architectures that pad.
 PADDED = {"mlp": ("width",), "cnn": ("width", "channels")}
 #: Keys members of one group may differ in without padding (``stacked.MemberActivation``).
 PER_MEMBER = {"mlp": ("activation",), "cnn": ("activation",)}
-#: Members share a group when each padded size lies in one bucket (base**(b-1), base**b]: a
-#: group's widest member is then under ``base`` times its narrowest. Fewer groups pay the per-step
-#: cost fewer times; wider buckets pay more padding. On a CPU, 128 MLPs of widths 8-128
-#: (bench/train.py, 1 thread, 2 loaded cores; CPU-time ratios) trained at 0.50-0.58 of the
-#: same-shape rate with base 4 (3 groups, 24-40 % padding), 0.47 with base 2 (5 groups), 0.50
-#: with base 2.83 (4), 0.38 with base 1.41 (8) and 0.53 in one group (62 % padding).
-#: On a GPU a step of a zoo-sized group is bound by kernel launches, not arithmetic, so widths up
-#: to 256 share one group (not yet measured: bench/gpu_check.sh, part mixed).
-BUCKET_BASE = {"cpu": 4, "cuda": 256}
-
-
-def bucket(size: int, base: int) -> int:
-    """The smallest b with size <= base**b."""
-    b = 0
-    while base**b < size:
-        b += 1
-    return b
+#: A group's cost per training step besides its members' arithmetic (launching ~100 small ops,
+#: the optimiser's bookkeeping), in what the same time buys: multiply-adds of the members' layers,
+#: by device. CPU, fitted on groups of 8-128 MLPs of widths 8-128 (64 inputs, batch 32, 1 thread):
+#: a group took 0.20 s + 6.7 ms per member + 1.1 us per member and multiply-add per input, over
+#: 250 steps of 32 inputs: 0.8 ms a step, or 5.8 million multiply-adds. GPU: an estimate, not yet
+#: measured (bench/gpu_check.sh, part mixed): a step of zoo-sized groups is bound by kernel
+#: launches (~2 ms) against ~3 T multiply-adds/s, so there nearly every shape pads into one group.
+STEP_OVERHEAD = {"cpu": 6_000_000, "cuda": 6_000_000_000}
 
 
 def pad_key(spec: dict[str, Any]) -> str:
@@ -54,10 +49,70 @@ def pad_key(spec: dict[str, Any]) -> str:
     return shape_key({k: v for k, v in spec.items() if k not in free})
 
 
-def group_key(spec: dict[str, Any], base: int = BUCKET_BASE["cpu"]) -> str:
-    """The group a job member trains in: ``pad_key`` and the bucket of each padded size."""
-    buckets = {k: bucket(spec[k], base) for k in PADDED.get(spec["arch"], ())}
-    return json.dumps([pad_key(spec), buckets], sort_keys=True)
+def groups(
+    specs: Sequence[dict[str, Any]],
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    device: str = "cpu",
+) -> list[list[dict[str, Any]]]:
+    """The specs cut into groups that train together: members of one ``pad_key``, sorted by
+    their own arithmetic and cut where the cost model says padding costs more than another
+    group's steps would (``partition``). ResNets keep exact shapes."""
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        by_key.setdefault(pad_key(spec), []).append(spec)
+    out = []
+    for members in by_key.values():
+        out.extend(partition(members, input_shape, n_classes, STEP_OVERHEAD[device]))
+    return out
+
+
+def partition(
+    specs: Sequence[dict[str, Any]],
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    overhead: float,
+) -> list[list[dict[str, Any]]]:
+    """Specs of one ``pad_key`` (in their order) in the groups of least modelled cost per step:
+    ``overhead`` each, plus every member's multiply-adds at its group's padded shape for a batch.
+
+    Groups are runs of the distinct padded sizes sorted by their multiply-adds, the best found
+    by dynamic programming: optimal for one padded size (MLP widths), a heuristic for two (a CNN's
+    channels and width). Members' epochs and activation functions are left out of the model.
+    """
+    keys = PADDED.get(specs[0]["arch"], ())
+    if not keys:
+        return [list(specs)]
+
+    @functools.cache
+    def cost(sizes: tuple[int, ...]) -> int:
+        padded = {**specs[0], **dict(zip(keys, sizes, strict=True))}
+        layers = architecture.layers(padded, input_shape, n_classes)
+        return sum(layer.multiply_adds for layer in layers)
+
+    sizes_of = [tuple(s[k] for k in keys) for s in specs]
+    distinct = sorted(set(sizes_of), key=lambda z: (cost(z), z))
+    counts = [sizes_of.count(z) for z in distinct]
+    batch = specs[0]["batch_size"]
+    best, start = [0.0] + [math.inf] * len(distinct), [0] * (len(distinct) + 1)
+    for j in range(1, len(distinct) + 1):
+        padded, members = distinct[j - 1], 0
+        for i in range(j - 1, -1, -1):  # a last group of the distinct sizes i..j-1
+            padded = tuple(map(max, padded, distinct[i]))
+            members += counts[i]
+            total = best[i] + overhead + members * batch * cost(padded)
+            if total < best[j]:
+                best[j], start[j] = total, i
+    starts, j = [], len(distinct)
+    while j:
+        starts.append(start[j])
+        j = start[j]
+    starts.reverse()
+    group_of = {z: bisect.bisect_right(starts, r) - 1 for r, z in enumerate(distinct)}
+    out: list[list[dict[str, Any]]] = [[] for _ in starts]
+    for spec, sizes in zip(specs, sizes_of, strict=True):
+        out[group_of[sizes]].append(spec)
+    return out
 
 
 def padded_spec(specs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -65,7 +120,7 @@ def padded_spec(specs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if len({pad_key(s) for s in specs}) != 1:
         raise ValueError(
             "a group holds models that differ at most in width, channels and activation; split "
-            "the specs by train.padding.group_key"
+            "the specs by train.padding.groups"
         )
     return {**specs[0], **{k: max(s[k] for s in specs) for k in PADDED.get(specs[0]["arch"], ())}}
 

@@ -32,6 +32,7 @@ class Layer:
     width: int
     pool: bool = False  # a 2x2 max-pool follows the activation (conv only)
     flatten: bool = False  # its input is flattened first (the first dense layer)
+    positions: int = 1  # where it applies its weights: a conv's input height x width
 
     @property
     def key(self) -> str:
@@ -44,6 +45,11 @@ class Layer:
     def n_parameters(self) -> int:
         kernel = 9 if self.kind == "conv" else 1
         return self.n_in * self.n_out * kernel + self.n_out
+
+    @property
+    def multiply_adds(self) -> int:
+        """Multiply-adds of its weights for one input (its forward arithmetic, bias aside)."""
+        return (self.n_parameters - self.n_out) * self.positions
 
 
 @dataclass(frozen=True)
@@ -128,11 +134,12 @@ def layers(spec: dict[str, Any], input_shape: tuple[int, ...], n_classes: int) -
             )
         channels, (height, width) = input_shape[0], input_shape[1:]
         for name in names[:-1]:
-            pool = height >= 2
+            pool, positions = height >= 2, height * width
             if pool:
                 height, width = height // 2, width // 2
             n_out = spec["channels"]
-            out.append(Layer(name, "conv", channels, n_out, n_out * height * width, pool=pool))
+            recorded = n_out * height * width
+            out.append(Layer(name, "conv", channels, n_out, recorded, pool, positions=positions))
             channels = n_out
         n_in, names = out[-1].width, names[-1:]
     else:
