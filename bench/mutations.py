@@ -430,6 +430,20 @@ MUTATIONS = (
         ("tests/test_padding.py::test_multiply_adds_count_each_layers_arithmetic",),
     ),
     Mutation(
+        "file facts: a rewritten file of the same size and mtime served its old hash",
+        f"{PKG}/core/storage.py",
+        "identity = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]",
+        "identity = [st.st_size, st.st_mtime_ns]",
+        ("tests/test_file_facts.py::test_a_fact_is_remembered_until_the_file_changes",),
+    ),
+    Mutation(
+        "file facts: facts of a file changed just now remembered",
+        f"{PKG}/core/storage.py",
+        "if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_NS:",
+        "if True:",
+        ("tests/test_file_facts.py::test_facts_of_a_file_changed_just_now_are_not_remembered",),
+    ),
+    Mutation(
         "one model: checkpoints unpickled with code",
         JOB,
         'return torch.load(path, weights_only=True, map_location="cpu")',

@@ -204,6 +204,12 @@ class Layout:
         return self.root / "cache" / "distances.h5"
 
     @property
+    def file_facts(self) -> Path:
+        """Content hashes and array shapes of the networks from elsewhere
+        (``storage.FileFacts``)."""
+        return self.root / "cache" / "files.json"
+
+    @property
     def wasserstein_cache(self) -> Path:
         """Wasserstein rows with each model's diagrams-file digest (reused when unchanged)."""
         return self.root / "cache" / "wasserstein.h5"

@@ -14,8 +14,9 @@ import json
 import logging
 import os
 import tempfile
+import time
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,58 @@ def file_hash(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]
+
+
+#: A file changed this recently (nanoseconds) may change again within the same timestamp tick,
+#: unseen by its identity: what is learnt of it is not remembered (git's "racy" entries).
+RACY_NS = 2_000_000_000
+
+
+class FileFacts:
+    """What was learnt about input files (a content hash, an array's shape), remembered in one
+    JSON file by each file's identity: size, modification and change times, inode. A workflow
+    parse then reads a file again only when it has changed, not all 10,000 checkpoints every
+    time. Facts of a file changed within ``RACY_NS`` are not remembered; a missing, unreadable
+    or corrupt facts file starts afresh; ``save`` rewrites it atomically when something new
+    was learnt (concurrent writers lose only each other's additions). Without a path, nothing
+    is remembered beyond this object."""
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        try:
+            if self.path is None:
+                raise FileNotFoundError
+            self._facts = json.loads(self.path.read_text())
+            if not isinstance(self._facts, dict):
+                raise ValueError("not a mapping")
+        except (OSError, ValueError) as err:
+            if self.path is not None and self.path.exists():
+                log.warning("%s unreadable (%s): file facts learnt afresh", self.path, err)
+            self._facts = {}
+        self._changed = False
+
+    def get(self, file: str | os.PathLike, name: str, learn: Callable[[], Any]) -> Any:
+        """The fact ``name`` of ``file``: remembered while the file is unchanged, else
+        ``learn()`` (JSON-serialisable)."""
+        st = os.stat(file)
+        identity = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        key = os.path.abspath(file)
+        entry = self._facts.get(key)
+        if isinstance(entry, dict) and entry.get("id") == identity and name in entry:
+            return entry[name]
+        value = learn()
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_NS:
+            if not (isinstance(entry, dict) and entry.get("id") == identity):
+                entry = self._facts[key] = {"id": identity}
+            entry[name] = value
+            self._changed = True
+        return value
+
+    def save(self) -> None:
+        """Write the facts if something new was learnt."""
+        if self._changed and self.path is not None:
+            write_json(self.path, self._facts, durable=False)
+            self._changed = False
 
 
 def is_current(found: Mapping[str, Any] | None, expected: Mapping[str, Any]) -> bool:

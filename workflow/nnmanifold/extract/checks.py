@@ -20,12 +20,16 @@ _CHECK_ROWS = 2
 
 def resolve_and_check(config: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """The specs of the ``networks`` and ``place`` sections of a validated config, checked
-    (against the probe set's hash once the probe job has written it)."""
-    resolved = {s: sources.resolve(config[s], s) for s in ("networks", "place")}
+    (against the probe set's hash once the probe job has written it). What is learnt of each
+    file is remembered under the results folder (``Layout.file_facts``), so that a parse reads
+    only files that changed."""
+    layout = Layout(config["results"])
+    facts = storage.FileFacts(layout.file_facts)
+    resolved = {s: sources.resolve(config[s], s, facts) for s in ("networks", "place")}
     if not any(resolved.values()):
         return resolved
     data = DataSettings.of(config["data"])
-    probe_path = Layout(config["results"]).probe
+    probe_path = layout.probe
     probe = storage.read_probe(probe_path) if probe_path.exists() else None
     known = plan.input_shape(data)
     for section, specs in resolved.items():
@@ -35,7 +39,9 @@ def resolve_and_check(config: Mapping[str, Any]) -> dict[str, list[dict[str, Any
             known[0] if known else None,
             len(probe["x"]) if probe else data.n_probe,
             probe["hash"] if probe else None,
+            facts,
         )
+    facts.save()
     return resolved
 
 
@@ -45,14 +51,18 @@ def check(
     input_shape: tuple[int, ...] | None,
     n_probe: int,
     probe_hash: str | None,
+    facts: storage.FileFacts | None = None,
 ) -> None:
-    """Name bad input before any job: every activations file (rows, probe hash), and each
-    group's first network (import, checkpoint, layer, input shape, tuple output)."""
+    """Name bad input before any job: every activations file (rows, probe hash; read again
+    only when changed, with ``facts``), and each group's first network (import, checkpoint,
+    layer, input shape, tuple output)."""
+    facts = facts or storage.FileFacts()
     first: dict[str, dict[str, Any]] = {}
     for spec in specs:
         if spec["kind"] == "activations":
-            values, found = sources.read_array(spec["path"])
-            sources.check_array(spec["path"], values, found, n_probe, probe_hash)
+            path = spec["path"]
+            shape, found = facts.get(path, "array", lambda p=path: sources.array_facts(p))
+            sources.check_array(path, shape, found, n_probe, probe_hash)
         else:
             first.setdefault(spec["group"], spec)
     for spec in first.values():

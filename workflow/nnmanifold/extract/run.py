@@ -23,7 +23,7 @@ def extract_network(
     }
     if spec["kind"] == "activations":
         values, found = sources.read_array(spec["path"])
-        sources.check_array(spec["path"], values, found, len(probe["x"]), probe["hash"])
+        sources.check_array(spec["path"], values.shape, found, len(probe["x"]), probe["hash"])
         return {"activations": values.astype(np.float32)}, accuracy
     network = load.load_network(spec)
     tap = layers.find_layer(network, spec["layer"])

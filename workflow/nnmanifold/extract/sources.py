@@ -22,7 +22,7 @@ import pandas as pd
 
 from nnmanifold.core.config import NETWORK_KINDS
 from nnmanifold.core.errors import UserError
-from nnmanifold.core.storage import content_hash, file_hash
+from nnmanifold.core.storage import FileFacts, content_hash, file_hash
 from nnmanifold.zoo import specs as zoo_lib
 
 #: Characters outside a network id's alphabet, replaced by "_".
@@ -58,11 +58,17 @@ def kind_of(group: dict[str, Any]) -> str:
     return next(k for k in NETWORK_KINDS if k in group)
 
 
-def resolve(groups: Sequence[dict[str, Any]], section: str = "networks") -> list[dict[str, Any]]:
-    """One spec per matching file of each group, in group then file order.
+def resolve(
+    groups: Sequence[dict[str, Any]],
+    section: str = "networks",
+    facts: FileFacts | None = None,
+) -> list[dict[str, Any]]:
+    """One spec per matching file of each group, in group then file order; each file's content
+    hash as ``facts`` remember it while the file is unchanged.
 
     Raises UserError for a pattern that matches nothing and for two files that give one id.
     """
+    facts = facts or FileFacts()
     specs: list[dict[str, Any]] = []
     for group in groups:
         kind = kind_of(group)
@@ -82,7 +88,7 @@ def resolve(groups: Sequence[dict[str, Any]], section: str = "networks") -> list
                 "group": group["name"],
                 "kind": kind,
                 "path": path,
-                "hash": file_hash(path),
+                "hash": facts.get(path, "hash", lambda p=path: file_hash(p)),
                 **settings,
             }
             if group.get("metadata"):
@@ -149,11 +155,19 @@ def read_array(path: str | os.PathLike) -> tuple[np.ndarray, str]:
         ) from err
 
 
-def check_array(path: str, values: np.ndarray, found: str, n_probe: int, probe: str | None) -> None:
-    """Refuse an activations array of the wrong shape, or one taken on another probe set."""
-    if values.ndim != 2 or len(values) != n_probe:
+def array_facts(path: str | os.PathLike) -> tuple[list[int], str]:
+    """An activations file's array shape and probe hash (what ``check_array`` checks)."""
+    values, found = read_array(path)
+    return list(values.shape), found
+
+
+def check_array(
+    path: str, shape: Sequence[int], found: str, n_probe: int, probe: str | None
+) -> None:
+    """Refuse an activations array of the wrong ``shape``, or one taken on another probe set."""
+    if len(shape) != 2 or shape[0] != n_probe:
         raise UserError(
-            f"activations file {path}: shape {values.shape}, expected ({n_probe}, d): one row per "
+            f"activations file {path}: shape {tuple(shape)}, expected ({n_probe}, d): one row per "
             "probe point, in the probe set's order (`nnmanifold export-probe`)"
         )
     if probe is not None and found != probe:
