@@ -109,7 +109,8 @@ def resnet_summary(
     head = 4 * c * n_classes + n_classes
     params = stem + sum(b.n_parameters for b in blocks) + head
     outputs = 3 * c * input_shape[1] * input_shape[2] + sum(b.outputs_per_point for b in blocks)
-    return [c, 2 * c, 4 * c, 4 * c], params, outputs
+    stages = [next(b.c_out for b in reversed(blocks) if b.stage == k) for k in (1, 2, 3)]
+    return [*stages, stages[-1]], params, outputs
 
 
 def layer_names(spec: dict[str, Any]) -> list[str]:
