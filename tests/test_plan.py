@@ -111,14 +111,35 @@ def test_clean_remove_keeps_the_models_of_every_recorded_search_round(tmp_path):
     assert all(layout.metrics(m).read_text() == "{}" for m in [*ids, *rounds.values()])
 
 
-def test_unset_models_per_job_is_half_the_zoo_rounded_up_to_a_power_of_two():
+def test_unset_models_per_job_is_a_share_with_headroom_on_a_ladder():
     assert plan.models_per_job(12, 1000) == (12, "train.models_per_job = 12")
     size, why = plan.models_per_job(None, 300)
-    assert size == 256 and "300 models / 2 = 150" in why
-    assert plan.models_per_job(None, 48)[0] == 32
+    assert size == 256 and "300 models / 2 = 150" in why  # 187.5 -> 2**8
+    assert plan.models_per_job(None, 48)[0] == 32  # 30 -> 2**5
+    assert plan.models_per_job(None, 200)[0] == 128  # 125 -> 2**7
+    assert plan.models_per_job(None, 1000)[0] == 724  # 625 -> 2**9.5
     assert plan.models_per_job(None, 3)[0] == plan.AUTO_MODELS_PER_JOB[0]
     assert plan.models_per_job(None, 10**6)[0] == plan.AUTO_MODELS_PER_JOB[1]
-    assert plan.models_per_job(None, 1000)[0] == 512
+    sizes = [plan.models_per_job(None, n)[0] for n in range(1, 3000)]
+    assert sizes == sorted(sizes) and len(set(sizes)) == 2 * 7 + 1  # 8 = 2**3 ... 1024 = 2**10
+
+
+def test_a_sampled_zoo_of_1000_trains_in_two_jobs():
+    """The headroom keeps a 1,000-model sampled zoo, whose hash halves are uneven, at the
+    intended two jobs (without it: 3)."""
+    space = {
+        "depth": [1, 2, 3],
+        "width": {"low": 8, "high": 128, "log": True},
+        "activation": ["relu", "tanh"],
+        "lr": {"low": 0.0005, "high": 0.3, "log": True},
+        "epochs": [1, 2, 3],
+    }
+    zoo_section = {"mode": "random", "n_samples": 500, "seeds": [0, 1], "space": space}
+    specs = zoo.expand(validate({"data": {"name": "digits"}, "zoo": zoo_section}))
+    assert len(specs) == 1000
+    size, _ = plan.models_per_job(None, len(specs))
+    assert len(zoo.batches(specs, 512)) == 3  # an even share's cap: a 538-model half splits
+    assert len(zoo.batches(specs, size)) == 2
 
 
 def _sampled_zoo(n: int) -> list[dict]:
