@@ -5,6 +5,7 @@ import itertools
 import math
 import warnings
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -180,15 +181,16 @@ def test_groups_keep_other_shapes_apart():
 @pytest.mark.parametrize("overhead", [0, 2e4, 3e5, 6e6, 1e12])
 def test_groups_are_the_cheapest_cut_of_the_sorted_widths(overhead):
     """Against every cut of 7 distinct widths (64 partitions): the chosen groups cost the least
-    under the model, hold every member once, in the job's order, and are runs of the sorted
-    widths; no overhead gives a group per width, a huge one a single group."""
+    under the model, hold every member once, by width (job order among equals), and are runs of
+    the sorted widths; no overhead gives a group per width, a huge one a single group."""
     base = _specs(width=16)[0]
     widths = [40, 8, 12, 8, 100, 17, 12, 64, 9, 40]
     specs = [{**base, "width": w, "model_id": f"m{i}"} for i, w in enumerate(widths)]
     groups = padding.partition(specs, (64,), 10, overhead)
     assert sorted(s["model_id"] for g in groups for s in g) == sorted(s["model_id"] for s in specs)
     for g in groups:
-        assert [specs.index(s) for s in g] == sorted(specs.index(s) for s in g)
+        order = [(s["width"], specs.index(s)) for s in g]
+        assert order == sorted(order)
     distinct = sorted(set(widths))
     cheapest = math.inf
     for cuts in itertools.product([False, True], repeat=len(distinct) - 1):
@@ -205,6 +207,44 @@ def test_groups_are_the_cheapest_cut_of_the_sorted_widths(overhead):
         assert len(groups) == len(distinct)
     if overhead == 1e12:
         assert len(groups) == 1
+
+
+@pytest.mark.parametrize("overhead", [0, 1e5, 1e12])
+def test_cnn_groups_cut_two_padded_sizes(overhead):
+    """CNN members of several (width, channels): every member once, at a modelled cost no more
+    than one group's or one group per size's; no overhead gives one group per size."""
+    base = {**_specs(width=16)[0], "arch": "cnn", "depth": 2}
+    sizes = [(16, 4), (32, 4), (16, 8), (64, 16), (32, 4), (16, 2), (64, 8)]
+    specs = [
+        {**base, "width": w, "channels": c, "model_id": f"m{i}"} for i, (w, c) in enumerate(sizes)
+    ]
+    groups = padding.partition(specs, (1, 8, 8), 10, overhead)
+    assert sorted(s["model_id"] for g in groups for s in g) == sorted(s["model_id"] for s in specs)
+
+    def cost(gs):
+        total = 0
+        for g in gs:
+            layers = architecture.layers(padding.padded_spec(g), (1, 8, 8), 10)
+            total += overhead + len(g) * g[0]["batch_size"] * sum(x.multiply_adds for x in layers)
+        return total
+
+    per_size = [[s for s in specs if (s["width"], s["channels"]) == z] for z in set(sizes)]
+    assert cost(groups) <= min(cost([specs]), cost(per_size))
+    if overhead == 0:
+        assert len(groups) == len(set(sizes))
+    if overhead == 1e12:
+        assert len(groups) == 1
+
+
+def test_a_gpu_pads_more_widths_into_a_group_than_a_cpu():
+    """The per-step overhead is the device's: 128 MLPs of widths 8-128 train in several groups
+    on a CPU and in one on a GPU, whose steps are bound by launches."""
+    base = _specs(width=16)[0]
+    rng = np.random.default_rng(0)
+    widths = np.rint(np.exp(rng.uniform(np.log(8), np.log(128), 128))).astype(int).tolist()
+    specs = [{**base, "width": w, "model_id": f"m{i}"} for i, w in enumerate(widths)]
+    assert len(padding.groups(specs, (64,), 10, "cpu")) > 1
+    assert len(padding.groups(specs, (64,), 10, "cuda")) == 1
 
 
 def test_a_group_of_several_activation_functions_is_sized_for_their_outputs(digits):

@@ -8,6 +8,7 @@ import pandas as pd
 import yaml
 from conftest import planned_jobs, snakemake, write_config
 
+from nnmanifold.core import plan as core_plan
 from nnmanifold.core.config import validate
 from nnmanifold.zoo import specs as zoo
 
@@ -122,8 +123,9 @@ def test_a_layer_some_models_lack_stops_before_any_job(tiny):
 
 
 def test_a_job_of_hundreds_of_models_gets_its_specs_from_a_file(tiny):
-    """A 1,000-model sampled zoo plans jobs of 512 models (more specs than one shell argument
-    holds): the job's command names its specs file, which the plan writes with every spec."""
+    """A 1,000-model sampled zoo plans jobs of hundreds of models (more specs than one shell
+    argument holds): the job's command names its specs file, which the plan writes with every
+    spec."""
     workdir, config = tiny
     space = {
         "depth": [1, 2],
@@ -134,7 +136,7 @@ def test_a_job_of_hundreds_of_models_gets_its_specs_from_a_file(tiny):
     config["train"]["models_per_job"] = None
     write_config(workdir, config)
     specs = zoo.expand(validate(config))
-    batches = zoo.batches(specs, 512)
+    batches = zoo.batches(specs, core_plan.models_per_job(None, len(specs))[0])
     batch, members = max(batches.items(), key=lambda item: len(item[1]))
     assert len(json.dumps([s for s in specs if s["model_id"] in members])) > 128 * 1024
 

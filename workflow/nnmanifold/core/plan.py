@@ -100,8 +100,8 @@ def models_per_job(cap: int | None, n_models: int) -> tuple[int, str]:
     bound = f", held to {size} (jobs of {low}-{high} models)" if size != rounded else ""
     return size, (
         f"train.models_per_job unset: {n_models} models / {AUTO_JOBS} = {share}, x "
-        f"{AUTO_HEADROOM} rounded up to a power of sqrt(2){bound}, so that each job pays its "
-        "start-up for many models"
+        f"{AUTO_HEADROOM} rounded up to a power of sqrt(2): {rounded}{bound}, so that each job "
+        "pays its start-up for many models"
     )
 
 

@@ -115,9 +115,9 @@ class FileFacts:
     JSON file by each file's identity: size, modification and change times, inode. A workflow
     parse then reads a file again only when it has changed, not all 10,000 checkpoints every
     time. Facts of a file changed within ``RACY_NS`` are not remembered; a missing, unreadable
-    or corrupt facts file starts afresh; ``save`` rewrites it atomically when something new
-    was learnt (concurrent writers lose only each other's additions). Without a path, nothing
-    is remembered beyond this object."""
+    or corrupt facts file starts afresh; ``save`` rewrites it atomically when something changed
+    (concurrent writers lose only each other's additions) and forgets files that are gone.
+    Without a path, nothing is remembered beyond this object."""
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path is not None else None
@@ -132,6 +132,7 @@ class FileFacts:
                 log.warning("%s unreadable (%s): file facts learnt afresh", self.path, err)
             self._facts = {}
         self._changed = False
+        self._seen: set[str] = set()
 
     def get(self, file: str | os.PathLike, name: str, learn: Callable[[], Any]) -> Any:
         """The fact ``name`` of ``file``: remembered while the file is unchanged, else
@@ -139,6 +140,7 @@ class FileFacts:
         st = os.stat(file)
         identity = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         key = os.path.abspath(file)
+        self._seen.add(key)
         entry = self._facts.get(key)
         if isinstance(entry, dict) and entry.get("id") == identity and name in entry:
             return entry[name]
@@ -151,9 +153,19 @@ class FileFacts:
         return value
 
     def save(self) -> None:
-        """Write the facts if something new was learnt."""
-        if self._changed and self.path is not None:
-            write_json(self.path, self._facts, durable=False)
+        """Write the facts if something changed, without the files that are gone. A facts file
+        that cannot be written (a read-only results folder, a full disk) is a warning: the next
+        parse learns again."""
+        if self.path is None:
+            return
+        gone = [k for k in self._facts if k not in self._seen and not os.path.exists(k)]
+        for key in gone:
+            del self._facts[key]
+        if self._changed or gone:
+            try:
+                write_json(self.path, self._facts, durable=False)
+            except (OSError, DiskFullError) as err:
+                log.warning("%s not written (%s): file facts not remembered", self.path, err)
             self._changed = False
 
 

@@ -25,24 +25,25 @@ def resolve_and_check(config: Mapping[str, Any]) -> dict[str, list[dict[str, Any
     only files that changed."""
     layout = Layout(config["results"])
     facts = storage.FileFacts(layout.file_facts)
-    resolved = {s: sources.resolve(config[s], s, facts) for s in ("networks", "place")}
-    if not any(resolved.values()):
+    try:  # what was learnt is kept even when a check fails
+        resolved = {s: sources.resolve(config[s], s, facts) for s in ("networks", "place")}
+        if not any(resolved.values()):
+            return resolved
+        data = DataSettings.of(config["data"])
+        probe = storage.read_probe(layout.probe) if layout.probe.exists() else None
+        known = plan.input_shape(data)
+        for section, specs in resolved.items():
+            check(
+                specs,
+                section,
+                known[0] if known else None,
+                len(probe["x"]) if probe else data.n_probe,
+                probe["hash"] if probe else None,
+                facts,
+            )
         return resolved
-    data = DataSettings.of(config["data"])
-    probe_path = layout.probe
-    probe = storage.read_probe(probe_path) if probe_path.exists() else None
-    known = plan.input_shape(data)
-    for section, specs in resolved.items():
-        check(
-            specs,
-            section,
-            known[0] if known else None,
-            len(probe["x"]) if probe else data.n_probe,
-            probe["hash"] if probe else None,
-            facts,
-        )
-    facts.save()
-    return resolved
+    finally:
+        facts.save()
 
 
 def check(
@@ -56,7 +57,7 @@ def check(
     """Name bad input before any job: every activations file (rows, probe hash; read again
     only when changed, with ``facts``), and each group's first network (import, checkpoint,
     layer, input shape, tuple output)."""
-    facts = facts or storage.FileFacts()
+    facts = storage.FileFacts() if facts is None else facts
     first: dict[str, dict[str, Any]] = {}
     for spec in specs:
         if spec["kind"] == "activations":

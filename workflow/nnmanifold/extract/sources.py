@@ -68,7 +68,7 @@ def resolve(
 
     Raises UserError for a pattern that matches nothing and for two files that give one id.
     """
-    facts = facts or FileFacts()
+    facts = FileFacts() if facts is None else facts
     specs: list[dict[str, Any]] = []
     for group in groups:
         kind = kind_of(group)

@@ -140,7 +140,7 @@ def train_job(
     """
     files = {s["model_id"]: Layout(results).model_files(s["model_id"]) for s in specs}
     done: dict[str, dict[str, Any]] = {}
-    fresh: list[dict[str, Any]] = []
+    grouped: list[dict[str, Any]] = []  # new, or resuming from a group checkpoint
     for spec in specs:
         own = files[spec["model_id"]]
         if (finished := _finished(own, probe["hash"])) is not None:
@@ -149,10 +149,10 @@ def train_job(
         elif own.last_checkpoint.is_file():
             done[spec["model_id"]] = train_model(spec, dataset, probe, own.root, accelerator)
         else:
-            fresh.append(spec)
+            grouped.append(spec)
     device = "cuda" if _on_gpu(accelerator) else "cpu"
     budget = _group_budget(accelerator)
-    for members in padding.groups(fresh, dataset.input_shape, dataset.n_classes, device):
+    for members in padding.groups(grouped, dataset.input_shape, dataset.n_classes, device):
         size = group.group_size(members, dataset, budget)
         for i in range(0, len(members), size):
             done.update(train_group(members[i : i + size], dataset, probe, files, accelerator))
@@ -166,7 +166,7 @@ def train_group(
     files: dict[str, ModelFiles],
     accelerator: str = "auto",
 ) -> dict[str, dict[str, Any]]:
-    """Train models of one group key as one computation; each resumes from its own checkpoint.
+    """Train a group (``padding.groups``) as one computation; each resumes from its own checkpoint.
 
     A model that cannot be built, or a group that fails as a whole, falls back to ``train_model``
     (which records the failure per model).

@@ -17,6 +17,7 @@ group's steps. ResNets keep exact shapes.
 from __future__ import annotations
 
 import bisect
+import collections
 import functools
 import math
 from collections.abc import Sequence
@@ -33,13 +34,14 @@ PADDED = {"mlp": ("width",), "cnn": ("width", "channels")}
 #: Keys members of one group may differ in without padding (``stacked.MemberActivation``).
 PER_MEMBER = {"mlp": ("activation",), "cnn": ("activation",)}
 #: A group's cost per training step besides its members' arithmetic (launching ~100 small ops,
-#: the optimiser's bookkeeping), in what the same time buys: multiply-adds of the members' layers,
-#: by device. CPU, fitted on groups of 8-128 MLPs of widths 8-128 (64 inputs, batch 32, 1 thread):
-#: a group took 0.20 s + 6.7 ms per member + 1.1 us per member and multiply-add per input, over
-#: 250 steps of 32 inputs: 0.8 ms a step, or 5.8 million multiply-adds. GPU: an estimate, not yet
-#: measured (bench/gpu_check.sh, part mixed): a step of zoo-sized groups is bound by kernel
-#: launches (~2 ms) against ~3 T multiply-adds/s, so there nearly every shape pads into one group.
-STEP_OVERHEAD = {"cpu": 6_000_000, "cuda": 6_000_000_000}
+#: the optimiser's bookkeeping), in what the same time buys: multiply-adds (forward, per input)
+#: of the members' layers, by device. CPU, fitted on groups of 8-128 MLPs of widths 8-128 (64
+#: inputs, batch 32, 1 thread): a group took 0.20 s + 6.7 ms per member + 1.1 us per member and
+#: multiply-add per input, over 250 steps of 32 inputs: 0.8 ms a step, or 5.8 million
+#: multiply-adds. GPU: a guess, not yet measured (bench/gpu_check.sh, part mixed): a step of
+#: zoo-sized groups is bound by kernel launches (~2 ms), against ~3 T multiply-adds/s over the
+#: forward and backward passes (3 per forward multiply-add): about 2 billion.
+STEP_OVERHEAD = {"cpu": 6_000_000, "cuda": 2_000_000_000}
 
 
 def pad_key(spec: dict[str, Any]) -> str:
@@ -73,13 +75,18 @@ def partition(
     n_classes: int,
     overhead: float,
 ) -> list[list[dict[str, Any]]]:
-    """Specs of one ``pad_key`` (in their order) in the groups of least modelled cost per step:
-    ``overhead`` each, plus every member's multiply-adds at its group's padded shape for a batch.
+    """Specs of one ``pad_key`` in the groups of least modelled cost per step: ``overhead`` each,
+    plus every member's multiply-adds at its group's padded shape for a batch. Each group lists
+    its members by size (their own multiply-adds; job order among equals), so that a group split
+    to fit memory splits by size.
 
     Groups are runs of the distinct padded sizes sorted by their multiply-adds, the best found
-    by dynamic programming: optimal for one padded size (MLP widths), a heuristic for two (a CNN's
-    channels and width). Members' epochs and activation functions are left out of the model.
+    by dynamic programming (fewer groups on a tie): optimal for one padded size (MLP widths), a
+    heuristic for two (a CNN's channels and width). Members' epochs and activation functions are
+    left out of the model.
     """
+    if not specs:
+        return []
     keys = PADDED.get(specs[0]["arch"], ())
     if not keys:
         return [list(specs)]
@@ -91,27 +98,27 @@ def partition(
         return sum(layer.multiply_adds for layer in layers)
 
     sizes_of = [tuple(s[k] for k in keys) for s in specs]
-    distinct = sorted(set(sizes_of), key=lambda z: (cost(z), z))
-    counts = [sizes_of.count(z) for z in distinct]
+    counted = collections.Counter(sizes_of)
+    distinct = sorted(counted, key=lambda z: (cost(z), z))
     batch = specs[0]["batch_size"]
     best, start = [0.0] + [math.inf] * len(distinct), [0] * (len(distinct) + 1)
     for j in range(1, len(distinct) + 1):
         padded, members = distinct[j - 1], 0
         for i in range(j - 1, -1, -1):  # a last group of the distinct sizes i..j-1
             padded = tuple(map(max, padded, distinct[i]))
-            members += counts[i]
+            members += counted[distinct[i]]
             total = best[i] + overhead + members * batch * cost(padded)
-            if total < best[j]:
+            if total <= best[j]:
                 best[j], start[j] = total, i
     starts, j = [], len(distinct)
     while j:
         starts.append(start[j])
         j = start[j]
     starts.reverse()
-    group_of = {z: bisect.bisect_right(starts, r) - 1 for r, z in enumerate(distinct)}
+    rank = {z: r for r, z in enumerate(distinct)}
     out: list[list[dict[str, Any]]] = [[] for _ in starts]
-    for spec, sizes in zip(specs, sizes_of, strict=True):
-        out[group_of[sizes]].append(spec)
+    for k in sorted(range(len(specs)), key=lambda k: rank[sizes_of[k]]):
+        out[bisect.bisect_right(starts, rank[sizes_of[k]]) - 1].append(specs[k])
     return out
 
 

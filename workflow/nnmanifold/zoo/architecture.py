@@ -105,11 +105,11 @@ def resnet_summary(
     """A ResNet's recorded widths (``layer_names`` order), trainable parameters, and values its
     modules output per input (what training keeps for the backward pass)."""
     blocks, c = resnet_blocks(spec, input_shape), spec["channels"]
+    stages = [[b.c_out for b in blocks if b.stage == k][-1] for k in (1, 2, 3)]
     stem = input_shape[0] * c * 9 + 2 * c  # convolution and BatchNorm
-    head = 4 * c * n_classes + n_classes
+    head = stages[-1] * n_classes + n_classes
     params = stem + sum(b.n_parameters for b in blocks) + head
     outputs = 3 * c * input_shape[1] * input_shape[2] + sum(b.outputs_per_point for b in blocks)
-    stages = [next(b.c_out for b in reversed(blocks) if b.stage == k) for k in (1, 2, 3)]
     return [*stages, stages[-1]], params, outputs
 
 
