@@ -283,6 +283,35 @@ def test_save_writes_png_and_pdf_atomically(
         style.save(fig, tmp_path / "map.pdf")
 
 
+def test_figures_rendered_in_processes_are_those_rendered_in_one(
+    zoo: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
+) -> None:
+    """``save_all`` in 2 forked processes writes every figure: each PNG byte for byte as one
+    process does (a PDF names its images by a per-process counter, so only its start is
+    compared), and a figure that cannot be saved fails the call."""
+    table = zoo[0]
+
+    def drawn() -> dict[str, Figure]:  # fresh each time: a figure's first draw sets its layout
+        return {
+            "depth": figures_map.map_by(table, "depth"),
+            "accuracy": figures_map.map_by(table, "test_accuracy"),
+            "features": figures_map.map_facets(table, list(FEATURE_NAMES)),
+        }
+
+    for processes in (1, 2):
+        figs = drawn()
+        style.save_all(
+            {tmp_path / f"{processes}" / f"{k}.png": f for k, f in figs.items()}, processes
+        )
+    written = sorted(p.name for p in (tmp_path / "2").iterdir())
+    assert written == sorted(f"{k}.{x}" for k in figs for x in ("pdf", "png"))
+    for name in written:
+        ours, one = ((tmp_path / d / name).read_bytes() for d in ("2", "1"))
+        assert ours == one if name.endswith(".png") else ours[:5] == one[:5] == b"%PDF-", name
+    with pytest.raises(ValueError, match=".png"):
+        style.save_all({tmp_path / "a.png": figs["depth"], tmp_path / "b.pdf": figs["depth"]}, 2)
+
+
 def test_figures_leave_global_style_alone(zoo: tuple[pd.DataFrame, np.ndarray]) -> None:
     before = dict(mpl.rcParams)
     figures_map.map_by(zoo[0], "test_accuracy")

@@ -352,8 +352,12 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
     ),
     "figures": (
         figures_steps.figures.__doc__,
-        {**_RESULTS, **_BASELINES},
-        lambda a: figures_steps.figures(Layout(a.results), a.baselines),
+        {
+            **_RESULTS,
+            **_BASELINES,
+            "--threads": {"type": int, "default": 1, "help": "processes rendering figures"},
+        },
+        lambda a: figures_steps.figures(Layout(a.results), a.baselines, a.threads),
     ),
 }
 

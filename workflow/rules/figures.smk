@@ -20,12 +20,15 @@ rule figures:
         P.benchmark("figures")
     conda:
         "../../envs/analysis.yaml"
+    # the last job of a run: its figures render side by side on the cores left free
+    threads: min(workflow.cores, 4)
     resources:
         **zoo_resources(4, 4000, 20, 1),
     params:
         baselines=list(S.baselines.distances),
     shell:
-        step("figures") + " --baselines {params.baselines:q} > {log:q} 2>&1"
+        step("figures")
+        + " --baselines {params.baselines:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule interactive_map:

@@ -15,8 +15,9 @@ from nnmanifold.zoo.specs import HYPERPARAMETERS
 log = logging.getLogger("nnmanifold")
 
 
-def figures(layout: Layout, baselines: Sequence[str] = ()) -> None:
-    """Paper figures (PNG + PDF) of the map, the features and the statistics."""
+def figures(layout: Layout, baselines: Sequence[str] = (), processes: int = 1) -> None:
+    """Paper figures (PNG + PDF) of the map, the features and the statistics, rendered in
+    ``processes`` processes."""
     from nnmanifold.analysis import features as features_lib
     from nnmanifold.report import figures_map, figures_stats, style
 
@@ -58,8 +59,7 @@ def figures(layout: Layout, baselines: Sequence[str] = ()) -> None:
         ),
     }
     assert set(drawn) == set(FIGURES), "paths.FIGURES lists the figures this step draws"
-    for name, fig in drawn.items():
-        style.save(fig, layout.figure(name))
+    style.save_all({layout.figure(name): fig for name, fig in drawn.items()}, processes)
 
 
 def interactive_map(layout: Layout) -> None:
