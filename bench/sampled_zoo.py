@@ -6,8 +6,9 @@ times come from the Snakemake ``benchmark:`` files (wall seconds, millisecond re
 over a rule's jobs), beside the run's wall time. Goals: training <= 30 job-s, the three baselines
 <= 25 job-s, the whole run <= 110 s. Machines of this kind differ by ~30 % in speed, so a plain
 NumPy reference (``reference``: a fixed mix of small SVDs and matrix products, one thread) is timed
-before and after the run, and the run's wall time is also given in units of it. The last line
-printed is one JSON object.
+before and after the run, and the run's wall time is also given in units of it. A rule's CPU
+seconds are a lower bound: Snakemake samples a job's CPU time every 0.5 s for its first 15 s and
+every 30 s after. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
