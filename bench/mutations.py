@@ -418,7 +418,7 @@ MUTATIONS = (
     Mutation(
         "padding: the per-group overhead left out of the cost",
         f"{PKG}/train/padding.py",
-        "total = best[i] + overhead + members * batch * cost(padded)",
+        "total = best[i] + per_group + members * batch * cost(padded)",
         "total = best[i] + members * batch * cost(padded)",
         ("tests/test_padding.py::test_groups_are_the_cheapest_cut_of_the_sorted_widths",),
     ),

@@ -153,12 +153,13 @@ def test_mixed_widths_give_the_per_shape_groups_results(digits, tmp_path):
 
 
 def _cost(groups, overhead, shape=(64,)):
-    """The cost ``padding.partition`` minimises: per group its overhead and its members'
-    multiply-adds at the padded shape for a batch."""
+    """The cost ``padding.partition`` minimises: per group its overhead per layer and its
+    members' multiply-adds at the padded shape for a batch."""
     total = 0
     for g in groups:
         layers = architecture.layers(padding.padded_spec(g), shape, 10)
-        total += overhead + len(g) * g[0]["batch_size"] * sum(x.multiply_adds for x in layers)
+        arithmetic = len(g) * g[0]["batch_size"] * sum(x.multiply_adds for x in layers)
+        total += overhead * len(layers) + arithmetic
     return total
 
 
@@ -222,11 +223,7 @@ def test_cnn_groups_cut_two_padded_sizes(overhead):
     assert sorted(s["model_id"] for g in groups for s in g) == sorted(s["model_id"] for s in specs)
 
     def cost(gs):
-        total = 0
-        for g in gs:
-            layers = architecture.layers(padding.padded_spec(g), (1, 8, 8), 10)
-            total += overhead + len(g) * g[0]["batch_size"] * sum(x.multiply_adds for x in layers)
-        return total
+        return _cost(gs, overhead, (1, 8, 8))
 
     per_size = [[s for s in specs if (s["width"], s["channels"]) == z] for z in set(sizes)]
     assert cost(groups) <= min(cost([specs]), cost(per_size))

@@ -33,15 +33,16 @@ from nnmanifold.zoo.specs import shape_key
 PADDED = {"mlp": ("width",), "cnn": ("width", "channels")}
 #: Keys members of one group may differ in without padding (``stacked.MemberActivation``).
 PER_MEMBER = {"mlp": ("activation",), "cnn": ("activation",)}
-#: A group's cost per training step besides its members' arithmetic (launching ~100 small ops,
-#: the optimiser's bookkeeping), in what the same time buys: multiply-adds (forward, per input)
-#: of the members' layers, by device. CPU, fitted on groups of 8-128 MLPs of widths 8-128 (64
-#: inputs, batch 32, 1 thread): a group took 0.20 s + 6.7 ms per member + 1.1 us per member and
-#: multiply-add per input, over 250 steps of 32 inputs: 0.8 ms a step, or 5.8 million
+#: A group's cost per training step and layer with weights, besides its members' arithmetic (a
+#: step launches a few small ops per layer, and the optimiser's bookkeeping), in what the same time
+#: buys: multiply-adds (forward, per input) of the members' layers, by device. CPU, fitted on
+#: groups of 8-128 MLPs of widths 8-128 and depth 1-2 (64 inputs, batch 32, 1 thread;
+#: bench/group_cost.py): a group took 0.17 s per layer + 5.4 ms per member + 1.2 us per member and
+#: multiply-add per input, over 250 steps of 32 inputs: 0.67 ms per layer and step, or 4.5 million
 #: multiply-adds. GPU: a guess, not yet measured (bench/gpu_check.sh, part mixed): a step of
-#: zoo-sized groups is bound by kernel launches (~2 ms), against ~3 T multiply-adds/s over the
-#: forward and backward passes (3 per forward multiply-add): about 2 billion.
-STEP_OVERHEAD = {"cpu": 6_000_000, "cuda": 2_000_000_000}
+#: zoo-sized groups is bound by kernel launches (~0.7 ms a layer), against ~3 T multiply-adds/s
+#: over the forward and backward passes (3 per forward multiply-add): about 0.7 billion.
+STEP_OVERHEAD = {"cpu": 4_500_000, "cuda": 700_000_000}
 
 
 def pad_key(spec: dict[str, Any]) -> str:
@@ -75,8 +76,9 @@ def partition(
     n_classes: int,
     overhead: float,
 ) -> list[list[dict[str, Any]]]:
-    """Specs of one ``pad_key`` in the groups of least modelled cost per step: ``overhead`` each,
-    plus every member's multiply-adds at its group's padded shape for a batch. Each group lists
+    """Specs of one ``pad_key`` in the groups of least modelled cost per step: ``overhead`` per
+    layer with weights each, plus every member's multiply-adds at its group's padded shape for a
+    batch. Each group lists
     its members by size (their own multiply-adds; job order among equals), so that a group split
     to fit memory splits by size.
 
@@ -97,6 +99,7 @@ def partition(
         layers = architecture.layers(padded, input_shape, n_classes)
         return sum(layer.multiply_adds for layer in layers)
 
+    per_group = overhead * len(architecture.layers(specs[0], input_shape, n_classes))
     sizes_of = [tuple(s[k] for k in keys) for s in specs]
     counted = collections.Counter(sizes_of)
     distinct = sorted(counted, key=lambda z: (cost(z), z))
@@ -107,7 +110,7 @@ def partition(
         for i in range(j - 1, -1, -1):  # a last group of the distinct sizes i..j-1
             padded = tuple(map(max, padded, distinct[i]))
             members += counted[distinct[i]]
-            total = best[i] + overhead + members * batch * cost(padded)
+            total = best[i] + per_group + members * batch * cost(padded)
             if total <= best[j]:
                 best[j], start[j] = total, i
     starts, j = [], len(distinct)
