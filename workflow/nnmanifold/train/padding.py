@@ -39,9 +39,10 @@ PER_MEMBER = {"mlp": ("activation",), "cnn": ("activation",)}
 #: groups of 8-128 MLPs of widths 8-128 and depth 1-2 (64 inputs, batch 32, 1 thread;
 #: bench/group_cost.py): a group took 0.17 s per layer + 5.4 ms per member + 1.2 us per member and
 #: multiply-add per input, over 250 steps of 32 inputs: 0.67 ms per layer and step, or 4.5 million
-#: multiply-adds. GPU: a guess, not yet measured (bench/gpu_check.sh, part mixed): a step of
-#: zoo-sized groups is bound by kernel launches (~0.7 ms a layer), against ~3 T multiply-adds/s
-#: over the forward and backward passes (3 per forward multiply-add): about 0.7 billion.
+#: multiply-adds (a second run: 2.1 million; the fit is noisy on a shared machine). GPU: a guess,
+#: not yet measured (bench/gpu_check.sh, part mixed): a step of zoo-sized groups is bound by
+#: kernel launches (~0.7 ms a layer), against ~3 T multiply-adds/s over the forward and backward
+#: passes (3 per forward multiply-add): about 0.7 billion.
 STEP_OVERHEAD = {"cpu": 4_500_000, "cuda": 700_000_000}
 
 
