@@ -121,18 +121,21 @@ class FileFacts:
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path is not None else None
-        try:
-            if self.path is None:
-                raise FileNotFoundError
-            self._facts = json.loads(self.path.read_text())
-            if not isinstance(self._facts, dict):
-                raise ValueError("not a mapping")
-        except (OSError, ValueError) as err:
-            if self.path is not None and self.path.exists():
-                log.warning("%s unreadable (%s): file facts learnt afresh", self.path, err)
-            self._facts = {}
+        self._facts = self._read(self.path) if self.path is not None and self.path.exists() else {}
         self._changed = False
         self._seen: set[str] = set()
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any]:
+        """The facts a file holds; none, with a warning, when it is unreadable or corrupt."""
+        try:
+            facts = json.loads(path.read_text())
+            if not isinstance(facts, dict):
+                raise ValueError("not a mapping")
+        except (OSError, ValueError) as err:
+            log.warning("%s unreadable (%s): file facts learnt afresh", path, err)
+            return {}
+        return facts
 
     def get(self, file: str | os.PathLike, name: str, learn: Callable[[], Any]) -> Any:
         """The fact ``name`` of ``file``: remembered while the file is unchanged, else

@@ -123,12 +123,12 @@ def save_all(figures: Mapping[Path, Figure], processes: int = 1) -> None:
     """``save`` every figure (PNG path -> figure), in up to ``processes`` forked processes that
     each render whole figures: rendering, not drawing, is most of a figure step's time (at
     1,000 networks 16 of 19 s)."""
+    if processes <= 1 or len(figures) < 2:
+        for path, fig in figures.items():
+            save(fig, path)
+        return
     _TO_SAVE[:] = [(fig, Path(path)) for path, fig in figures.items()]
     try:
-        if processes <= 1 or len(_TO_SAVE) < 2:
-            for k in range(len(_TO_SAVE)):
-                _save_one(k)
-            return
         fork = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(min(processes, len(_TO_SAVE)), mp_context=fork) as pool:
             list(pool.map(_save_one, range(len(_TO_SAVE))))

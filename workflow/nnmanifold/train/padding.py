@@ -79,9 +79,8 @@ def partition(
 ) -> list[list[dict[str, Any]]]:
     """Specs of one ``pad_key`` in the groups of least modelled cost per step: ``overhead`` per
     layer with weights each, plus every member's multiply-adds at its group's padded shape for a
-    batch. Each group lists
-    its members by size (their own multiply-adds; job order among equals), so that a group split
-    to fit memory splits by size.
+    batch. Each group lists its members by size (their own multiply-adds; job order among
+    equals), so that a group split to fit memory splits by size.
 
     Groups are runs of the distinct padded sizes sorted by their multiply-adds, the best found
     by dynamic programming (fewer groups on a tie): optimal for one padded size (MLP widths), a
