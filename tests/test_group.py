@@ -18,8 +18,8 @@ from nnmanifold.core.config import validate
 from nnmanifold.core.paths import Layout
 from nnmanifold.train import group, members, stacked
 from nnmanifold.train import job as train
+from nnmanifold.train.datamodule import EpochShuffleSampler
 from nnmanifold.train.models import Classifier
-from nnmanifold.zoo import data
 from nnmanifold.zoo import specs as zoo
 
 
@@ -49,7 +49,7 @@ def test_initial_weights_and_data_order_are_the_one_model_paths(digits):
     for epoch in (0, 1):  # data order: bitwise what the one-model DataLoader's sampler gives
         order = group.epoch_order([s["seed"] for s in specs], [epoch] * 2, len(ds.y_train))
         for k, spec in enumerate(specs):
-            sampler = data.EpochShuffleSampler(len(ds.y_train), spec["seed"])
+            sampler = EpochShuffleSampler(len(ds.y_train), spec["seed"])
             sampler.set_epoch(epoch)
             assert order[k].tolist() == list(sampler)
 

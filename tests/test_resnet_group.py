@@ -11,6 +11,7 @@ from nnmanifold.core.config import validate
 from nnmanifold.core.paths import Layout
 from nnmanifold.train import group, members, resnet, stacked_resnet
 from nnmanifold.train import job as train
+from nnmanifold.train.datamodule import EpochShuffleSampler
 from nnmanifold.train.models import Classifier
 from nnmanifold.zoo import data
 from nnmanifold.zoo import specs as zoo
@@ -50,7 +51,7 @@ def test_initial_weights_data_order_and_augmentation_are_the_one_model_paths(sma
     x = torch.from_numpy(ds.x_train)[order[:, 32:64]]
     augmented = stacked_resnet.augment_members(x, specs, [1, 1], 1)
     for k, spec in enumerate(specs):
-        sampler = data.EpochShuffleSampler(len(ds.y_train), spec["seed"])
+        sampler = EpochShuffleSampler(len(ds.y_train), spec["seed"])
         sampler.set_epoch(1)
         batch = torch.from_numpy(ds.x_train)[list(sampler)[32:64]]
         expected = resnet.augment(batch, resnet.augment_generator(spec["seed"], 1, 1))

@@ -18,13 +18,15 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from nnmanifold.core import versions
 from nnmanifold.core.errors import UserError
+
+if TYPE_CHECKING:  # pandas is imported where a table is read: most jobs never need it
+    import pandas as pd
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -235,6 +237,8 @@ def set_aside(path: str | os.PathLike) -> Path:
 
 def read_manifests(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     """The per-model records of several job manifests as one table (file lists left out)."""
+    import pandas as pd
+
     rows = [row for path in paths for row in read_json(path)]
     return pd.DataFrame(rows).drop(columns=["files"], errors="ignore")
 

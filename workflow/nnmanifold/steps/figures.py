@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import pandas as pd
-
 from nnmanifold.core import storage
 from nnmanifold.core.paths import FIGURES, Layout
 from nnmanifold.report.vocabulary import BASELINE_NAMES
@@ -18,6 +16,8 @@ log = logging.getLogger("nnmanifold")
 def figures(layout: Layout, baselines: Sequence[str] = (), processes: int = 1) -> None:
     """Paper figures (PNG + PDF) of the map, the features and the statistics, rendered in
     ``processes`` processes."""
+    import pandas as pd
+
     from nnmanifold.analysis import features as features_lib
     from nnmanifold.report import figures_map, figures_stats, style
 
@@ -65,6 +65,8 @@ def figures(layout: Layout, baselines: Sequence[str] = (), processes: int = 1) -
 def interactive_map(layout: Layout) -> None:
     """The interactive map (one offline HTML page): hover, colour by anything, nearest networks;
     networks placed on it (geometry/placed.csv), if any, marked."""
+    import pandas as pd
+
     from nnmanifold.report import interactive
 
     page = interactive.map_html(

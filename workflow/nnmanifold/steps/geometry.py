@@ -6,8 +6,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import pandas as pd
-
 from nnmanifold.core import storage, versions
 from nnmanifold.core.paths import Layout
 from nnmanifold.core.settings import (
@@ -23,6 +21,7 @@ log = logging.getLogger("nnmanifold")
 def distances(layout: Layout, batches: Sequence[str], geometry: GeometrySettings) -> None:
     """Network distance matrix ||P_i^t - P_j^t||_F over the models that trained ok (cached
     rows); operators are built from the representations on the fly and never stored."""
+    import pandas as pd
     from tqdm import tqdm
 
     from nnmanifold.geometry import distances as dist
@@ -94,6 +93,8 @@ def embed(
 ) -> None:
     """PHATE map of a network distance (diffusion, wasserstein or a baseline), joined with
     accuracy, hyperparameters and features."""
+    import pandas as pd
+
     from nnmanifold.geometry import embedding
 
     out = layout.embedding_of(distance)

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from nnmanifold.core import storage
 from nnmanifold.core.errors import UserError
@@ -30,6 +29,7 @@ def place(
 ) -> None:
     """Place the networks of the place manifests on the map (geometry/placed.csv): distances to
     the map's networks, kernel rows as PHATE's graph built its own, PHATE-potential position."""
+    import pandas as pd
     from tqdm import tqdm
 
     from nnmanifold.geometry import placement

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from nnmanifold.core import jobs, storage
 from nnmanifold.core.errors import UserError
@@ -79,6 +78,8 @@ def search_report(
 ) -> None:
     """The search's progress (best-so-far by validation accuracy, per round, test accuracy
     beside) and where each round's models fall on the map of all of them."""
+    import pandas as pd
+
     from nnmanifold.report import figures_map, figures_search, style
     from nnmanifold.search import rounds
 

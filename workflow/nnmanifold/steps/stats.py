@@ -6,7 +6,6 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 from nnmanifold.core import storage
 from nnmanifold.core.paths import Layout
@@ -21,6 +20,8 @@ log = logging.getLogger("nnmanifold")
 
 def stats(layout: Layout, settings: StatsSettings, baselines: Sequence[str] = ()) -> None:
     """Relate features and the map to accuracy: zoo summary, correlations, informativeness."""
+    import pandas as pd
+
     from nnmanifold.analysis import stats as stats_lib
     from nnmanifold.analysis.features import FEATURE_NAMES
 

@@ -26,11 +26,12 @@ from nnmanifold.core import storage
 from nnmanifold.core.errors import UserError
 from nnmanifold.core.paths import Layout, ModelFiles
 from nnmanifold.train import group, padding, record
+from nnmanifold.train.datamodule import ArrayDataModule
 from nnmanifold.train.members import MemberState, fresh_states
 from nnmanifold.train.models import Classifier
 from nnmanifold.train.stacked import StackedClassifier
 from nnmanifold.train.stacked_resnet import is_running
-from nnmanifold.zoo.data import ArrayDataModule, Dataset
+from nnmanifold.zoo.data import Dataset
 
 log = logging.getLogger(__name__)
 # Lightning's start-up banners (devices, tips) repeat for every model and bury the useful lines.

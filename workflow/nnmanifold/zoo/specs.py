@@ -6,15 +6,17 @@ import itertools
 import json
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from nnmanifold.core.errors import UserError
 from nnmanifold.core.settings import DataSettings
 from nnmanifold.core.storage import content_hash
 from nnmanifold.zoo.architecture import layer_names
+
+if TYPE_CHECKING:  # imported where the table is built: a training job never needs pandas
+    import pandas as pd
 
 #: Hyperparameters each architecture uses; the others are dropped from its spec (and its id).
 ARCH_KEYS = {
@@ -64,6 +66,8 @@ def spec(hp: dict[str, Any], seed: int, config: dict[str, Any]) -> dict[str, Any
 
 def table(specs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """The zoo as a table: one row per model, hyperparameters as columns, full spec as JSON."""
+    import pandas as pd
+
     rows = []
     for s in specs:
         spec = {k: v for k, v in s.items() if k != "model_id"}
