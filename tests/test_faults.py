@@ -308,3 +308,34 @@ def test_changed_activations_with_an_old_mtime_are_never_read_as_valid(mapped_zo
         geometry.distances(layout, batches, settings.geometry)
     with pytest.raises(storage.CorruptFileError, match=f"{mid}.*checksum"):
         features.features(layout, batch, settings.geometry, settings.features)
+
+
+def test_features_in_two_processes_are_those_of_one(mapped_zoo, tmp_path):
+    """The features step's processes give each model its own values (same manifest as one
+    process), and a corrupt file found in a worker stops the step with the model named."""
+    from nnmanifold.steps import features
+
+    layout, settings, _, _ = _copy_of(mapped_zoo, tmp_path)
+    batch, ok = next(
+        (m.stem, ids)
+        for m in sorted(layout.root.glob("train/*.json"))
+        if len(ids := [r["model_id"] for r in json.loads(m.read_text()) if r["status"] == "ok"]) > 1
+    )
+    manifests = []
+    for processes in (1, 2):
+        for mid in ok:
+            layout.features(mid).unlink()
+        features.features(layout, batch, settings.geometry, settings.features, processes)
+        manifests.append(json.loads(layout.features_manifest(batch).read_text()))
+    assert manifests[0] == manifests[1]
+    assert manifests[0][0]["silhouette"] != manifests[0][1]["silhouette"]  # models tell apart
+
+    path = layout.activations(ok[1])
+    stamp = path.stat().st_mtime_ns
+    with h5py.File(path, "r+") as f:
+        layer = f["layers"][f.attrs["penultimate"]]
+        layer[0, 0] = layer[0, 0] + 1.0
+    _restored_from_backup(path, stamp - 10**12)
+    layout.features(ok[1]).unlink()
+    with pytest.raises(storage.CorruptFileError, match=f"{ok[1]}.*checksum"):
+        features.features(layout, batch, settings.geometry, settings.features, 2)

@@ -180,6 +180,28 @@ def test_a_diverging_member_does_not_touch_the_others(digits, tmp_path):
     assert no_drop[0]["test_loss"] != pytest.approx(without[0]["test_loss"], rel=1e-3)
 
 
+def test_groups_in_forked_processes_train_exactly_as_in_one(digits, tmp_path, caplog):
+    """A job's groups side by side in 2 forked processes give every member bitwise the
+    results and activations of the same job in one process."""
+    ds, probe = digits
+    specs = _specs(seeds=(0, 1), lr=0.05, width=[8, 16], depth=[1, 2], dropout=0.2, epochs=[1, 2])
+    caplog.set_level(logging.INFO, logger="nnmanifold.train.job")
+    forked = train.train_job(specs, ds, probe, tmp_path / "a", accelerator="cpu", processes=2)
+    assert "groups train side by side in 2 processes" in caplog.text
+    alone = train.train_job(specs, ds, probe, tmp_path / "b", accelerator="cpu")
+    assert len({m["test_loss"] for m in alone}) == len(specs)  # every member its own
+    for spec, a, b in zip(specs, forked, alone, strict=True):
+        assert a["model_id"] == b["model_id"] == spec["model_id"]
+        assert (a["status"], a["test_loss"], a["group_size"]) == (
+            b["status"],
+            b["test_loss"],
+            b["group_size"],
+        )
+        files = [Layout(tmp_path / r).model_files(spec["model_id"]) for r in ("a", "b")]
+        hidden = [storage.read_activations(f.activations, None, probe["hash"])[0] for f in files]
+        np.testing.assert_array_equal(*hidden)
+
+
 # --- (d) per-model epochs -----------------------------------------------------------------------
 
 

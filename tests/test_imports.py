@@ -20,7 +20,8 @@ MODULES = [
 ] + [
     f"nnmanifold.steps.{m}"
     for m in ("features", "stats", "sensitivity", "figures", "search", "verify", "zoo")
-] + ["nnmanifold.zoo.data"]  # the probe step's data sets
+]
+MODULES.append("nnmanifold.zoo.data")  # the probe step's data sets
 
 
 def _imported(module: str, names: tuple[str, ...]) -> list[str]:

@@ -213,9 +213,10 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             **_BATCH,
             **_GEOMETRY,
             "--features": {"required": True, "help": "the features section (JSON)"},
+            "--threads": {"type": int, "default": 1, "help": "processes side by side"},
         },
         lambda a: features_steps.features(
-            Layout(a.results), a.batch, _geometry(a), FeatureSettings.parse(a.features)
+            Layout(a.results), a.batch, _geometry(a), FeatureSettings.parse(a.features), a.threads
         ),
     ),
     "distances": (

@@ -27,6 +27,8 @@ S = Settings.of(config)
 P = Layout(S.results)
 ZOO_SPECS = zoo_lib.expand(config)
 PER_JOB, PER_JOB_WHY = plan.models_per_job(S.train.models_per_job, len(ZOO_SPECS))
+# Cores of a training, extraction or features job (its groups or networks side by side).
+JOB_THREADS = plan.job_threads(S.train.threads, workflow.cores)
 # What model ids depend on (the zoo step and the search rounds make specs from it).
 ZOO_IDENTITY = canonical_json(
     {

@@ -14,7 +14,7 @@ rule extract:
         P.log("extract", "{batch}"),
     conda:
         "../../envs/train.yaml"
-    threads: S.train.threads
+    threads: JOB_THREADS
     resources:
         gpu=train_gpus(),
     shell:

@@ -16,6 +16,7 @@ rule features:
     priority: 20
     conda:
         "../../envs/analysis.yaml"
+    threads: JOB_THREADS
     params:
         rerun_mark=rerun_mark("features"),
         geometry=S.geometry.identity_json(),
@@ -23,4 +24,4 @@ rule features:
     shell:
         step("features", GEOMETRY_RUN)
         + " --batch {wildcards.batch:q} --geometry {params.geometry:q}"
-        " --features {params.features:q} > {log:q} 2>&1"
+        " --features {params.features:q} --threads {threads} > {log:q} 2>&1"

@@ -30,7 +30,7 @@ rule train:
     priority: 30
     conda:
         "../../envs/train.yaml"
-    threads: S.train.threads
+    threads: JOB_THREADS
     resources:
         gpu=train_gpus(),
     params:

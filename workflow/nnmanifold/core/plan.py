@@ -36,13 +36,15 @@ _OVERHEAD = 20_000
 #: Least and most models a training job holds when ``train.models_per_job`` is unset: the most
 #: keeps a job's run short enough to lose little when it is interrupted, and its memory small.
 AUTO_MODELS_PER_JOB = (8, 1024)
-#: Jobs a zoo is cut into when ``train.models_per_job`` is unset. A job's start-up (about 5 s of
-#: imports on a CPU) is paid once per job, and a job's models train as a few vectorised groups,
-#: so few large jobs beat many small ones.
-AUTO_JOBS = 2
-#: The cap is this much above an even share: the hash splits are uneven (a 1,000-model zoo split
-#: 462 / 538), and a half just over the cap would split again into a third job.
+#: When ``train.models_per_job`` is unset a job holds the whole zoo this much over, up to the most
+#: above: a job's start-up (about 5 s of imports on a CPU) is paid once, its models train as a few
+#: vectorised groups and the groups side by side on its cores (``JOB_THREADS``), so one large job
+#: beats several small ones; the headroom lets the zoo grow by a quarter in the same job.
 AUTO_HEADROOM = 1.25
+#: Most cores a training, extraction or features job takes when ``train.threads`` is unset: its
+#: groups or networks run side by side in that many processes, so a job on a laptop uses every
+#: core, and on a workstation several jobs run at once.
+JOB_THREADS = 4
 
 
 def input_shape(data: DataSettings) -> tuple[tuple[int, ...], int] | None:
@@ -85,24 +87,27 @@ def plan_line(specs: Sequence[dict[str, Any]], layout: Layout, data: DataSetting
 
 def models_per_job(cap: int | None, n_models: int) -> tuple[int, str]:
     """Most models a training job holds, and why (for the plan line): the user's cap, or when
-    unset the zoo's share of :data:`AUTO_JOBS` jobs with :data:`AUTO_HEADROOM`, rounded up to a
-    power of the square root of two (within :data:`AUTO_MODELS_PER_JOB`), so that a job's
-    start-up is paid for many models and the size changes only when the zoo grows by 41 %
-    (adding a model reruns only its job). It depends on the zoo alone, never on ``--cores``: a
-    run-time choice must not rename jobs, and a cluster job re-reads the workflow with cores of
-    its own."""
+    unset the zoo's size times :data:`AUTO_HEADROOM`, rounded up to a power of the square root
+    of two (within :data:`AUTO_MODELS_PER_JOB`), so that a job's start-up is paid for many models
+    and the size changes only when the zoo grows by 41 % (adding a model reruns only its job). It
+    depends on the zoo alone, never on ``--cores``: a run-time choice must not rename jobs, and a
+    cluster job re-reads the workflow with cores of its own."""
     if cap is not None:
         return cap, f"train.models_per_job = {cap}"
-    share = max(1, math.ceil(n_models / AUTO_JOBS))
     low, high = AUTO_MODELS_PER_JOB
-    rounded = round(2 ** (math.ceil(2 * math.log2(AUTO_HEADROOM * share)) / 2))
+    rounded = round(2 ** (math.ceil(2 * math.log2(AUTO_HEADROOM * max(1, n_models))) / 2))
     size = min(max(rounded, low), high)
     bound = f", held to {size} (jobs of {low}-{high} models)" if size != rounded else ""
     return size, (
-        f"train.models_per_job unset: {n_models} models / {AUTO_JOBS} = {share}, x "
-        f"{AUTO_HEADROOM} rounded up to a power of sqrt(2): {rounded}{bound}, so that each job "
-        "pays its start-up for many models"
+        f"train.models_per_job unset: {n_models} models x {AUTO_HEADROOM} rounded up to a power "
+        f"of sqrt(2): {rounded}{bound}, so that each job pays its start-up for many models"
     )
+
+
+def job_threads(setting: int | None, cores: int) -> int:
+    """Cores of a training, extraction or features job: ``train.threads`` when set, else
+    those Snakemake has, at most :data:`JOB_THREADS`."""
+    return setting if setting is not None else max(1, min(cores, JOB_THREADS))
 
 
 def zoo_resources(

@@ -98,7 +98,7 @@ class TrainSettings(Section):
     models_per_job: int | None
     accelerator: str
     jobs_per_gpu: int
-    threads: int
+    threads: int | None
     RUN: ClassVar[tuple[str, ...]] = ("models_per_job", "accelerator", "jobs_per_gpu", "threads")
 
 

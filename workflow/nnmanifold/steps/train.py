@@ -32,8 +32,8 @@ def train(
     jobs_per_gpu: int = 1,
     threads: int = 1,
 ) -> None:
-    """Train one job's models in this process (same-shaped ones as one vectorised group);
-    write the job's manifest at the end."""
+    """Train one job's models (same-shaped ones as one vectorised group; on a CPU, groups side by
+    side in ``threads`` processes); write the job's manifest at the end."""
     job_device(accelerator, jobs_per_gpu, threads)
     from nnmanifold.train import job as train_lib
     from nnmanifold.zoo import data as data_lib
@@ -42,7 +42,9 @@ def train(
         raise UserError("one training job trains on one data set")
     ds = data_lib.load_dataset(data.loader_config())
     probe = storage.read_probe(layout.probe)
-    trained = train_lib.train_job(specs, ds, probe, layout.root, accelerator=accelerator)
+    trained = train_lib.train_job(
+        specs, ds, probe, layout.root, accelerator=accelerator, processes=threads
+    )
     rows = [manifest_row(m, layout.model_dir(m["model_id"]), TRAIN_FILES) for m in trained]
     storage.write_json(layout.train_manifest(batch), rows)
 

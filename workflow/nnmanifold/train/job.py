@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import os
+import sys
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -131,33 +134,106 @@ def train_job(
     probe: dict[str, Any],
     results: str | Path,
     accelerator: str = "auto",
+    processes: int = 1,
 ) -> list[dict[str, Any]]:
     """Train a job's models: those not yet trained in the groups ``padding.groups`` cuts them
     into (each split to fit the device's memory), one vectorised computation each.
 
-    Complete models are kept; a model with a one-model checkpoint resumes on the one-model path.
-    Every file is on disk when this returns (groups flush theirs with one ``storage.sync_all``),
-    so the job manifest its caller writes next lists only durable files.
+    On a CPU the groups train side by side in up to ``processes`` forked processes, which share
+    this one's imports (``_train_groups``). Complete models are kept; a model with a one-model
+    checkpoint resumes on the one-model path. Every file is on disk when this returns (groups flush
+    theirs with one ``storage.sync_all``), so the job manifest its caller writes next lists only
+    durable files.
     """
     files = {s["model_id"]: Layout(results).model_files(s["model_id"]) for s in specs}
     done: dict[str, dict[str, Any]] = {}
     grouped: list[dict[str, Any]] = []  # new, or resuming from a group checkpoint
+    resuming: list[dict[str, Any]] = []  # from a one-model checkpoint
     for spec in specs:
         own = files[spec["model_id"]]
         if (finished := _finished(own, probe["hash"])) is not None:
             log.info("model %s: outputs complete for this probe set, kept", spec["model_id"])
             done[spec["model_id"]] = finished
         elif own.last_checkpoint.is_file():
-            done[spec["model_id"]] = train_model(spec, dataset, probe, own.root, accelerator)
+            resuming.append(spec)
         else:
             grouped.append(spec)
     device = "cuda" if _on_gpu(accelerator) else "cpu"
     budget = _group_budget(accelerator)
-    for members in padding.groups(grouped, dataset.input_shape, dataset.n_classes, device):
-        size = group.group_size(members, dataset, budget)
-        for i in range(0, len(members), size):
-            done.update(train_group(members[i : i + size], dataset, probe, files, accelerator))
+    units = [
+        members[i : i + size]
+        for members in padding.groups(grouped, dataset.input_shape, dataset.n_classes, device)
+        for size in [group.group_size(members, dataset, budget)]
+        for i in range(0, len(members), size)
+    ]
+    side_by_side = processes if device == "cpu" else 1
+    done.update(_train_groups(units, dataset, probe, files, accelerator, side_by_side))
+    for spec in resuming:  # after the fork: this process runs no torch computation before it
+        done[spec["model_id"]] = train_model(
+            spec, dataset, probe, files[spec["model_id"]].root, accelerator
+        )
     return [done[s["model_id"]] for s in specs]
+
+
+#: What a forked process of ``_train_groups`` trains: set before the fork, inherited by it.
+_forked: tuple[list[list[dict[str, Any]]], Dataset, dict[str, Any], dict[str, ModelFiles], str]
+
+
+def _train_groups(
+    units: list[list[dict[str, Any]]],
+    dataset: Dataset,
+    probe: dict[str, Any],
+    files: dict[str, ModelFiles],
+    accelerator: str,
+    processes: int,
+) -> dict[str, dict[str, Any]]:
+    """Train each group of ``units`` (``train_group``): in this process, or side by side in up to
+    ``processes`` forked ones of one thread each (on Linux), the costliest first
+    (``padding.work``).
+
+    A fork shares this process's imports (about 5 s of torch and Lightning, paid once per job),
+    its data and the probe set; each group's members write their own files, as in this process,
+    and their records come back. A process that dies (killed, out of memory) fails the job,
+    which then resumes from what the groups wrote.
+    """
+    workers = min(processes, len(units))
+    if workers <= 1 or not sys.platform.startswith("linux"):  # macOS: fork is unsafe there
+        out: dict[str, dict[str, Any]] = {}
+        for unit in units:
+            out.update(train_group(unit, dataset, probe, files, accelerator))
+        return out
+    global _forked
+    _forked = (units, dataset, probe, files, accelerator)
+    shape, n_train = dataset.input_shape, len(dataset.y_train)
+    cost = [padding.work(u, shape, dataset.n_classes, n_train) for u in units]
+    order = sorted(range(len(units)), key=lambda k: -cost[k])
+    log.info("%d groups train side by side in %d processes", len(units), workers)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=context,
+        initializer=_start_forked,
+        initargs=(processes // workers,),
+    ) as pool:
+        out = {}
+        for trained in pool.map(_train_forked, order):
+            out.update(trained)
+    return out
+
+
+def _start_forked(threads: int) -> None:
+    """A forked process computes in ``threads`` threads: torch's and NumPy's BLAS (more threads
+    than the job's cores in all spin against each other)."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+
+
+def _train_forked(k: int) -> dict[str, dict[str, Any]]:
+    """Train group ``k`` of ``_forked`` (in a forked process)."""
+    units, dataset, probe, files, accelerator = _forked
+    return train_group(units[k], dataset, probe, files, accelerator)
 
 
 def train_group(

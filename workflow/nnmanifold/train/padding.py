@@ -125,6 +125,21 @@ def partition(
     return out
 
 
+def work(
+    specs: Sequence[dict[str, Any]], input_shape: tuple[int, ...], n_classes: int, n_train: int
+) -> float:
+    """A group's modelled cost on a CPU, to start the costliest first when groups train side by
+    side: its steps, each ``STEP_OVERHEAD`` per layer with weights plus every member's
+    multiply-adds at the padded shape for a batch (ResNets, not padded: members times steps)."""
+    batch = specs[0]["batch_size"]
+    steps = math.ceil(n_train / batch) * max(s["epochs"] for s in specs)
+    if specs[0]["arch"] not in PADDED:
+        return float(steps * len(specs))
+    layers = architecture.layers(padded_spec(specs), input_shape, n_classes)
+    per_member = batch * sum(layer.multiply_adds for layer in layers)
+    return float(steps * (STEP_OVERHEAD["cpu"] * len(layers) + len(specs) * per_member))
+
+
 def padded_spec(specs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """A spec of the group's shared shape: the first member's, with the largest padded sizes."""
     if len({pad_key(s) for s in specs}) != 1:
