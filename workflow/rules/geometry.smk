@@ -13,6 +13,7 @@ rule distances:
         P.log("distances"),
     benchmark:
         P.benchmark("distances")
+    priority: 15  # on the way to the statistics (see rule baseline)
     conda:
         "../../envs/analysis.yaml"
     resources:
@@ -39,6 +40,7 @@ rule embedding:
         P.log("embedding"),
     benchmark:
         P.benchmark("embedding")
+    priority: 15  # on the way to the statistics (see rule baseline)
     conda:
         "../../envs/analysis.yaml"
     resources:
@@ -60,11 +62,12 @@ rule wasserstein:
         P.log("wasserstein"),
     benchmark:
         P.benchmark("wasserstein")
-    # the longest map-level job, so the first to start once the features are in
+    # the longest map-level job, so among the first to start once the features are in; on half
+    # the cores, so that the one-core jobs (baselines, distances, statistics) run beside it
     priority: 10
     conda:
         "../../envs/analysis.yaml"
-    threads: workflow.cores
+    threads: max(1, workflow.cores // 2)
     resources:
         **zoo_resources(2, 2000, 10, 100),
     params:
@@ -111,6 +114,9 @@ rule baseline:
         P.log("baseline", "{kind}"),
     benchmark:
         P.benchmark("baseline", "{kind}")
+    # ahead of the Wasserstein job, as every input of the statistics: the figures wait for the
+    # statistics, which wait for Procrustes (the longest one-core job)
+    priority: 15
     conda:
         "../../envs/analysis.yaml"
     resources:
