@@ -157,7 +157,7 @@ def test_sigma_from_the_command_line_reruns_geometry_not_training(mapped_zoo):
         "interactive_map": 1,
         "provenance": 1,
         # the baseline maps re-join the (changed) features; their distances are not recomputed
-        "baseline_embedding": 3,
+        "baseline_embeddings": 1,
     }  # no train, probe or zoo; no CKA/RSA/Procrustes distance (they do not depend on sigma)
 
 

@@ -230,10 +230,14 @@ COMMANDS: dict[str, tuple[str, dict, Callable[[argparse.Namespace], None]]] = {
             **_RESULTS,
             **_BATCHES,
             "--embedding": {"required": True, "help": "the embedding section (JSON)"},
-            "--distance": {"default": "diffusion", "help": "diffusion, wasserstein or a baseline"},
+            "--distances": {
+                "nargs": "+",
+                "default": ["diffusion"],
+                "help": "diffusion, wasserstein or baselines (one map each)",
+            },
         },
         lambda a: geometry_steps.embed(
-            Layout(a.results), a.batches, EmbeddingSettings.parse(a.embedding), a.distance
+            Layout(a.results), a.batches, EmbeddingSettings.parse(a.embedding), a.distances
         ),
     ),
     "place": (

@@ -93,23 +93,26 @@ def baselines(
 
 
 def embed(
-    layout: Layout, batches: Sequence[str], settings: EmbeddingSettings, distance: str
+    layout: Layout, batches: Sequence[str], settings: EmbeddingSettings, distances: Sequence[str]
 ) -> None:
-    """PHATE map of a network distance (diffusion, wasserstein or a baseline), joined with
-    accuracy, hyperparameters and features."""
+    """PHATE map of each network distance of ``distances`` (diffusion, wasserstein or a
+    baseline), joined with accuracy, hyperparameters and features (one import of PHATE for
+    all)."""
     import pandas as pd
 
     from nnmanifold.geometry import embedding
 
-    out = layout.embedding_of(distance)
-    D, ids, _ = storage.read_distances(layout.distances_of(distance))
-    coords = embedding.phate_embedding(
-        D, settings.n_components, settings.knn, settings.decay, settings.seed
-    )
     metrics = storage.read_manifests([layout.network_manifest(b) for b in batches])
     feats = storage.read_manifests([layout.features_manifest(b) for b in batches])
-    table = embedding.embedding_table(coords, ids, pd.read_csv(layout.zoo), metrics)
-    storage.write_csv(out, table.merge(feats.drop(columns=["status"]), on="model_id", how="left"))
+    zoo = pd.read_csv(layout.zoo)
+    for distance in distances:
+        D, ids, _ = storage.read_distances(layout.distances_of(distance))
+        coords = embedding.phate_embedding(
+            D, settings.n_components, settings.knn, settings.decay, settings.seed
+        )
+        table = embedding.embedding_table(coords, ids, zoo, metrics)
+        table = table.merge(feats.drop(columns=["status"]), on="model_id", how="left")
+        storage.write_csv(layout.embedding_of(distance), table)
 
 
 def wasserstein(
