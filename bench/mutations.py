@@ -60,7 +60,6 @@ class Mutation:
 
 
 MUTATIONS = (
-    # the guided sampler
     # training: groups side by side in forked processes
     Mutation(
         "train: one group left out of the forked processes",
@@ -69,6 +68,7 @@ MUTATIONS = (
         "pool.map(_train_forked, order[1:])",
         (f"{T_GROUP}::test_groups_in_forked_processes_train_exactly_as_in_one",),
     ),
+    # the guided sampler
     Mutation(
         "search: the map replaced by noise of its shape",
         SEARCH,

@@ -73,6 +73,15 @@ def network_job(batch):
     return [PLACE_NETWORKS[m] for m in PLACE_BATCHES[batch]]
 
 
+def train_threads(wildcards):
+    """A training job's cores: train.threads when set, else one per shape its groups can have
+    (the most that train side by side), at most JOB_THREADS."""
+    if S.train.threads is not None:
+        return S.train.threads
+    shapes = {zoo_lib.pad_key(spec) for spec in specs_of_job(wildcards.batch)}
+    return min(JOB_THREADS, len(shapes))
+
+
 def specs_of_job(batch):
     """A training or extraction job's specs (what its job_specs file holds)."""
     if batch in NETWORK_BATCHES or batch in PLACE_BATCHES:
@@ -123,7 +132,6 @@ logger.info(f"{len(BATCHES)} training jobs of at most {PER_JOB} models ({PER_JOB
 
 
 wildcard_constraints:
-    kind="cka|rsa|procrustes",
     batch=zoo_lib.BATCH_PATTERN,
 
 

@@ -11,8 +11,8 @@ rule features:
         P.log("features", "{batch}"),
     benchmark:
         P.benchmark("features", "{batch}")
-    # before the baselines: every map-level job waits for the last features job, the Wasserstein
-    # distances (the longest of them) first
+    # before the map-level jobs that do not need it (baselines, distances): the Wasserstein
+    # distances and the embeddings wait for it
     priority: 20
     conda:
         "../../envs/analysis.yaml"

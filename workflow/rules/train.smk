@@ -30,7 +30,7 @@ rule train:
     priority: 30
     conda:
         "../../envs/train.yaml"
-    threads: JOB_THREADS
+    threads: train_threads
     resources:
         gpu=train_gpus(),
     params:

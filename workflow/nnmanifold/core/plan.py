@@ -43,7 +43,7 @@ AUTO_MODELS_PER_JOB = (8, 1024)
 AUTO_HEADROOM = 1.25
 #: Most cores a training, extraction or features job takes when ``train.threads`` is unset: its
 #: groups or networks run side by side in that many processes, so a job on a laptop uses every
-#: core, and on a workstation several jobs run at once.
+#: core; on a workstation, set ``train.models_per_job`` for several jobs at once.
 JOB_THREADS = 4
 
 

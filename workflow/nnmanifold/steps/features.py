@@ -31,6 +31,10 @@ def features(
     from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
+    # loaded here, before the fork, so that the processes share them and threadpool_limits
+    # reaches their BLAS and OpenMP libraries (it limits only the libraries already loaded)
+    from nnmanifold.analysis import features as _  # noqa: F401
+
     probe = storage.read_probe(layout.probe)
     entries = storage.read_json(layout.network_manifest(batch))
     ok = [e["model_id"] for e in entries if e["status"] == "ok"]

@@ -90,6 +90,7 @@ def baselines(
         }
         ids = [ok[indices[i]] for i in result.networks]
         storage.write_distances(layout.distances_of(kind), result.distances, ids, attrs)
+        del result  # one N x N matrix at a time
 
 
 def embed(

@@ -176,7 +176,9 @@ def train_job(
 
 
 #: What a forked process of ``_train_groups`` trains: set before the fork, inherited by it.
-_forked: tuple[list[list[dict[str, Any]]], Dataset, dict[str, Any], dict[str, ModelFiles], str]
+_forked: (
+    tuple[list[list[dict[str, Any]]], Dataset, dict[str, Any], dict[str, ModelFiles], str] | None
+)
 
 
 def _train_groups(
@@ -209,15 +211,18 @@ def _train_groups(
     order = sorted(range(len(units)), key=lambda k: -cost[k])
     log.info("%d groups train side by side in %d processes", len(units), workers)
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(
-        workers,
-        mp_context=context,
-        initializer=_start_forked,
-        initargs=(processes // workers,),
-    ) as pool:
-        out = {}
-        for trained in pool.map(_train_forked, order):
-            out.update(trained)
+    try:
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=context,
+            initializer=_start_forked,
+            initargs=(processes // workers,),
+        ) as pool:
+            out = {}
+            for trained in pool.map(_train_forked, order):
+                out.update(trained)
+    finally:
+        _forked = None
     return out
 
 

@@ -27,12 +27,8 @@ import torch
 from torch.nn import functional as F
 
 from nnmanifold.zoo import architecture
-from nnmanifold.zoo.specs import shape_key
+from nnmanifold.zoo.specs import PADDED, pad_key
 
-#: Padded keys, by the architectures that pad.
-PADDED = {"mlp": ("width",), "cnn": ("width", "channels")}
-#: Keys members of one group may differ in without padding (``stacked.MemberActivation``).
-PER_MEMBER = {"mlp": ("activation",), "cnn": ("activation",)}
 #: A group's cost per training step and layer with weights, besides its members' arithmetic (a
 #: step launches a few small ops per layer, and the optimiser's bookkeeping), in what the same time
 #: buys: multiply-adds (forward, per input) of the members' layers, by device. CPU, fitted on
@@ -44,13 +40,6 @@ PER_MEMBER = {"mlp": ("activation",), "cnn": ("activation",)}
 #: kernel launches (~0.7 ms a layer), against ~3 T multiply-adds/s over the forward and backward
 #: passes (3 per forward multiply-add): about 0.7 billion.
 STEP_OVERHEAD = {"cpu": 4_500_000, "cuda": 700_000_000}
-
-
-def pad_key(spec: dict[str, Any]) -> str:
-    """What members must share to be padded into one group: the shape apart from padded sizes
-    and per-member keys."""
-    free = PADDED.get(spec["arch"], ()) + PER_MEMBER.get(spec["arch"], ())
-    return shape_key({k: v for k, v in spec.items() if k not in free})
 
 
 def groups(

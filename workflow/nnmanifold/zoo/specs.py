@@ -124,6 +124,19 @@ def shape_key(spec: dict[str, Any]) -> str:
     return json.dumps({**shape, "data": spec["data"]}, sort_keys=True)
 
 
+#: Padded keys, by the architectures that pad (``train.padding``).
+PADDED = {"mlp": ("width",), "cnn": ("width", "channels")}
+#: Keys members of one group may differ in without padding (``stacked.MemberActivation``).
+PER_MEMBER = {"mlp": ("activation",), "cnn": ("activation",)}
+
+
+def pad_key(spec: dict[str, Any]) -> str:
+    """What members must share to be padded into one training group: the shape apart from
+    padded sizes and per-member keys (here, without torch: the plan counts a job's groups)."""
+    free = PADDED.get(spec["arch"], ()) + PER_MEMBER.get(spec["arch"], ())
+    return shape_key({k: v for k, v in spec.items() if k not in free})
+
+
 def job_key(spec: dict[str, Any]) -> str:
     """A model's place among training jobs, as bits: a hash of its shape, then its id.
 
