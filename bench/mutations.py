@@ -36,6 +36,7 @@ PKG = "workflow/nnmanifold"
 SEARCH, BENCH = f"{PKG}/search/sampler.py", f"{PKG}/search/benchmark.py"
 DIFFUSION, DISTANCES = f"{PKG}/geometry/diffusion.py", f"{PKG}/geometry/distances.py"
 SIMILARITY = f"{PKG}/geometry/similarity.py"
+FORKED = f"{PKG}/core/forked.py"
 GROUP, JOB, MODELS = f"{PKG}/train/group.py", f"{PKG}/train/job.py", f"{PKG}/train/models.py"
 STACKED, OPTIM = f"{PKG}/train/stacked.py", f"{PKG}/train/optim.py"
 T_SEARCH, T_BENCH = "tests/test_search.py", "tests/test_search_bench.py"
@@ -60,13 +61,16 @@ class Mutation:
 
 
 MUTATIONS = (
-    # training: groups side by side in forked processes
+    # groups, features and figures side by side in forked processes
     Mutation(
-        "train: one group left out of the forked processes",
-        JOB,
-        "pool.map(_train_forked, order)",
-        "pool.map(_train_forked, order[1:])",
-        (f"{T_GROUP}::test_groups_in_forked_processes_train_exactly_as_in_one",),
+        "forked: one piece left out of the forked processes",
+        FORKED,
+        "yield from pool.map(_call, range(len(items)), chunksize=chunksize)",
+        "yield from pool.map(_call, range(1, len(items)), chunksize=chunksize)",
+        (
+            f"{T_GROUP}::test_groups_in_forked_processes_train_exactly_as_in_one",
+            "tests/test_plots.py::test_figures_rendered_in_processes_are_those_rendered_in_one",
+        ),
     ),
     # the guided sampler
     Mutation(

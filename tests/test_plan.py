@@ -147,6 +147,10 @@ def test_job_threads_are_the_setting_or_the_cores_up_to_a_bound():
     assert plan.job_threads(3, 64) == 3
     assert plan.job_threads(None, 2) == 2
     assert plan.job_threads(None, 64) == plan.JOB_THREADS
+    one_shape = _sampled_zoo(20)[:1] * 3
+    assert plan.job_threads(None, 64, one_shape) == 1  # one group: one process
+    assert plan.job_threads(None, 64, _sampled_zoo(20)) == 3  # depths 1-3: three shapes
+    assert plan.job_threads(2, 64, one_shape) == 2
 
 
 def _sampled_zoo(n: int) -> list[dict]:

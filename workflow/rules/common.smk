@@ -74,12 +74,10 @@ def network_job(batch):
 
 
 def train_threads(wildcards):
-    """A training job's cores: train.threads when set, else one per shape its groups can have
-    (the most that train side by side), at most JOB_THREADS."""
-    if S.train.threads is not None:
-        return S.train.threads
-    shapes = {zoo_lib.pad_key(spec) for spec in specs_of_job(wildcards.batch)}
-    return min(JOB_THREADS, len(shapes))
+    """A training job's cores (plan.job_threads)."""
+    return plan.job_threads(
+        S.train.threads, workflow.cores, specs_of_job(wildcards.batch)
+    )
 
 
 def specs_of_job(batch):

@@ -104,10 +104,16 @@ def models_per_job(cap: int | None, n_models: int) -> tuple[int, str]:
     )
 
 
-def job_threads(setting: int | None, cores: int) -> int:
+def job_threads(
+    setting: int | None, cores: int, specs: Sequence[dict[str, Any]] | None = None
+) -> int:
     """Cores of a training, extraction or features job: ``train.threads`` when set, else
-    those Snakemake has, at most :data:`JOB_THREADS`."""
-    return setting if setting is not None else max(1, min(cores, JOB_THREADS))
+    those Snakemake has, at most :data:`JOB_THREADS`; for a training job (its ``specs``) at most
+    one per shape its groups can have (``zoo.specs.pad_key``), the most that train side by side."""
+    if setting is not None:
+        return setting
+    most = max(1, min(cores, JOB_THREADS))
+    return most if specs is None else max(1, min(most, len({zoo_lib.pad_key(s) for s in specs})))
 
 
 def zoo_resources(

@@ -8,10 +8,8 @@ several processes.
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec
 
@@ -27,6 +25,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter
 
 from nnmanifold.analysis.features import FEATURE_NAMES
+from nnmanifold.core import forked
 from nnmanifold.core.storage import atomic_path
 from nnmanifold.report.vocabulary import ACCURACY, MAX_LEVELS
 
@@ -115,29 +114,11 @@ def save(fig: Figure, path_png: str | os.PathLike) -> None:
                 )
 
 
-#: The figures ``save_all`` hands to its forked workers (by index: a figure is never pickled).
-_TO_SAVE: list[tuple[Figure, Path]] = []
-
-
 def save_all(figures: Mapping[Path, Figure], processes: int = 1) -> None:
     """``save`` every figure (PNG path -> figure), in up to ``processes`` forked processes that
-    each render whole figures: rendering, not drawing, is most of a figure step's time (at
-    1,000 networks 16 of 19 s)."""
-    if processes <= 1 or len(figures) < 2:
-        for path, fig in figures.items():
-            save(fig, path)
-        return
-    _TO_SAVE[:] = [(fig, Path(path)) for path, fig in figures.items()]
-    try:
-        fork = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(min(processes, len(_TO_SAVE)), mp_context=fork) as pool:
-            list(pool.map(_save_one, range(len(_TO_SAVE))))
-    finally:
-        _TO_SAVE.clear()
-
-
-def _save_one(k: int) -> None:
-    save(*_TO_SAVE[k])
+    each render whole figures (``core.forked``): rendering, not drawing, is most of a figure
+    step's time (at 1,000 networks 16 of 19 s)."""
+    list(forked.forked_map(lambda item: save(item[1], item[0]), list(figures.items()), processes))
 
 
 def figure(width: float, height: float) -> Figure:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from nnmanifold.core import storage
@@ -28,12 +26,11 @@ def features(
 ) -> None:
     """Characterise each model of one training job, in ``processes`` processes; write features
     and diagrams (cached per model) and the job's manifest of feature values."""
-    from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
-    # loaded here, before the fork, so that the processes share them and threadpool_limits
-    # reaches their BLAS and OpenMP libraries (it limits only the libraries already loaded)
+    # loaded before the fork, so that the processes share them and their threads are limited
     from nnmanifold.analysis import features as _  # noqa: F401
+    from nnmanifold.core import forked
 
     probe = storage.read_probe(layout.probe)
     entries = storage.read_json(layout.network_manifest(batch))
@@ -41,20 +38,9 @@ def features(
     task = functools.partial(
         _model_features, layout, probe=probe, geometry=geometry, settings=settings
     )
-    workers = min(processes, len(ok))
-    with contextlib.ExitStack() as stack:
-        # BLAS threads per process: more than the job's cores in all cost 3x (spinning threads)
-        if workers > 1:
-            pool = stack.enter_context(
-                ProcessPoolExecutor(
-                    workers, initializer=threadpool_limits, initargs=(processes // workers,)
-                )
-            )
-            computed = pool.map(task, ok, chunksize=max(1, min(16, len(ok) // (4 * workers))))
-        else:
-            stack.enter_context(threadpool_limits(processes))
-            computed = map(task, ok)
-        values = dict(zip(ok, tqdm(computed, total=len(ok), desc="features"), strict=True))
+    chunk = max(1, min(16, len(ok) // (4 * processes)))
+    computed = forked.forked_map(task, ok, processes, chunksize=chunk)
+    values = dict(zip(ok, tqdm(computed, total=len(ok), desc="features"), strict=True))
     rows = []
     for entry in entries:
         mid = entry["model_id"]

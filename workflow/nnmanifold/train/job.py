@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 import os
-import sys
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,7 @@ import torch
 from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from nnmanifold.core import storage
+from nnmanifold.core import forked, storage
 from nnmanifold.core.errors import UserError
 from nnmanifold.core.paths import Layout, ModelFiles
 from nnmanifold.train import group, padding, record
@@ -166,19 +163,13 @@ def train_job(
         for size in [group.group_size(members, dataset, budget)]
         for i in range(0, len(members), size)
     ]
-    side_by_side = processes if device == "cpu" else 1
-    done.update(_train_groups(units, dataset, probe, files, accelerator, side_by_side))
+    cpu_processes = processes if device == "cpu" else 1  # CUDA does not survive a fork
+    done.update(_train_groups(units, dataset, probe, files, accelerator, cpu_processes))
     for spec in resuming:  # after the fork: this process runs no torch computation before it
         done[spec["model_id"]] = train_model(
             spec, dataset, probe, files[spec["model_id"]].root, accelerator
         )
     return [done[s["model_id"]] for s in specs]
-
-
-#: What a forked process of ``_train_groups`` trains: set before the fork, inherited by it.
-_forked: (
-    tuple[list[list[dict[str, Any]]], Dataset, dict[str, Any], dict[str, ModelFiles], str] | None
-)
 
 
 def _train_groups(
@@ -189,56 +180,23 @@ def _train_groups(
     accelerator: str,
     processes: int,
 ) -> dict[str, dict[str, Any]]:
-    """Train each group of ``units`` (``train_group``): in this process, or side by side in up to
-    ``processes`` forked ones of one thread each (on Linux), the costliest first
-    (``padding.work``).
+    """Train each group of ``units`` (``train_group``): side by side in up to ``processes``
+    forked processes (``core.forked``), the costliest first (``padding.work``), or here.
 
     A fork shares this process's imports (about 5 s of torch and Lightning, paid once per job),
-    its data and the probe set; each group's members write their own files, as in this process,
-    and their records come back. A process that dies (killed, out of memory) fails the job,
-    which then resumes from what the groups wrote.
+    its data and the probe set; each group's members write their own files and their records
+    come back.
     """
-    workers = min(processes, len(units))
-    if workers <= 1 or not sys.platform.startswith("linux"):  # macOS: fork is unsafe there
-        out: dict[str, dict[str, Any]] = {}
-        for unit in units:
-            out.update(train_group(unit, dataset, probe, files, accelerator))
-        return out
-    global _forked
-    _forked = (units, dataset, probe, files, accelerator)
+    if workers := forked.side_by_side(processes, len(units)):
+        log.info("%d groups train side by side in %d processes", len(units), workers)
     shape, n_train = dataset.input_shape, len(dataset.y_train)
-    cost = [padding.work(u, shape, dataset.n_classes, n_train) for u in units]
-    order = sorted(range(len(units)), key=lambda k: -cost[k])
-    log.info("%d groups train side by side in %d processes", len(units), workers)
-    context = multiprocessing.get_context("fork")
-    try:
-        with ProcessPoolExecutor(
-            workers,
-            mp_context=context,
-            initializer=_start_forked,
-            initargs=(processes // workers,),
-        ) as pool:
-            out = {}
-            for trained in pool.map(_train_forked, order):
-                out.update(trained)
-    finally:
-        _forked = None
+    units = sorted(units, key=lambda u: -padding.work(u, shape, dataset.n_classes, n_train))
+    out: dict[str, dict[str, Any]] = {}
+    for trained in forked.forked_map(
+        lambda unit: train_group(unit, dataset, probe, files, accelerator), units, processes
+    ):
+        out.update(trained)
     return out
-
-
-def _start_forked(threads: int) -> None:
-    """A forked process computes in ``threads`` threads: torch's and NumPy's BLAS (more threads
-    than the job's cores in all spin against each other)."""
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
-
-
-def _train_forked(k: int) -> dict[str, dict[str, Any]]:
-    """Train group ``k`` of ``_forked`` (in a forked process)."""
-    units, dataset, probe, files, accelerator = _forked
-    return train_group(units[k], dataset, probe, files, accelerator)
 
 
 def train_group(
